@@ -1,0 +1,29 @@
+"""One error type for bad user input.
+
+Scripts catch :class:`InputError` at the top level, print its message as one line on stderr and exit
+with status 2 (no traceback). Messages name the file, the row/column where it applies, and what to do.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad or missing input data; the message is meant for the user, verbatim."""
+
+
+@contextmanager
+def user_errors(prog: str):
+    """Turn :class:`InputError` (and Ctrl-C) into a one-line message and a non-zero exit."""
+    try:
+        yield
+    except InputError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
