@@ -22,6 +22,7 @@ in chunks, so memory stays bounded (``chunk_bytes``) whatever the gallery size.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,58 +65,78 @@ def _as_1d_int(name: str, values, length: int | None = None) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _rank_chunk(dist: torch.Tensor, q_pids, g_pids, q_camids, g_camids):
+class _GalleryIndex:
+    """Gallery items grouped by person id, so a query's same-pid items are found without a (c, G) mask."""
+
+    def __init__(self, g_pids: np.ndarray, g_camids: np.ndarray):
+        self.order = np.argsort(g_pids, kind="stable")  # within one pid, ascending gallery index
+        self.sorted_pids = g_pids[self.order]
+        self.g_pids, self.g_camids = g_pids, g_camids
+
+    def same_pid_pairs(self, q_pids: np.ndarray):
+        """(row, gallery column) for every gallery item sharing the query's pid, columns ascending per row."""
+        start = np.searchsorted(self.sorted_pids, q_pids, side="left")
+        count = np.searchsorted(self.sorted_pids, q_pids, side="right") - start
+        rows = np.repeat(np.arange(q_pids.shape[0]), count)
+        offset = np.arange(rows.shape[0]) - np.repeat(np.cumsum(count) - count, count)
+        cols = self.order[np.repeat(start, count) + offset]
+        return rows, cols
+
+
+def _rank_chunk(dist: torch.Tensor, q_pids, q_camids, gallery: _GalleryIndex):
     """Ranks of the matches for a chunk of queries.
 
-    dist: (c, G) distances. Returns (first_rank (c,), ap (c,)) as float64 numpy, first_rank = -1 and
-    ap = NaN for queries without a valid match.
+    dist: (c, G) distances. Returns (first_rank (c,), ap (c,)): first_rank = -1 and ap = NaN for queries
+    without a valid match. Items with the query's pid (matches and same-camera junk) are handled
+    sparsely; every other item is a valid non-match.
     """
     c, num_g = dist.shape
-    same_pid = q_pids[:, None] == g_pids[None, :]  # (c, G)
-    same_cam = q_camids[:, None] == g_camids[None, :]  # (c, G)
-    match = same_pid & ~same_cam  # (c, G) valid matches
-    nonmatch = ~same_pid  # (c, G) valid non-matches (junk = same pid & same cam is neither)
-    num_match = match.sum(1)  # (c,)
     first_rank = np.full(c, -1, dtype=np.int64)
     ap = np.full(c, np.nan, dtype=np.float64)
+    same_rows, same_cols = gallery.same_pid_pairs(q_pids)
+    is_match = gallery.g_camids[same_cols] != q_camids[same_rows]  # same pid, other camera
+    rows, cols = same_rows[is_match], same_cols[is_match]  # columns ascending within a row
+    num_match = np.bincount(rows, minlength=c)
     has = num_match > 0
     if not has.any():
         return first_rank, ap
     m_max = int(num_match.max())
 
     # Padded (c, m_max) match thresholds sorted by (distance, gallery index); pads are +inf / index G.
-    rows, cols = np.nonzero(match)  # row-major: cols ascending within a row
-    starts = np.zeros(c + 1, dtype=np.int64)
-    np.cumsum(num_match, out=starts[1:])
-    slot = np.arange(rows.shape[0]) - starts[rows]
+    slot = np.arange(rows.shape[0]) - (np.cumsum(num_match) - num_match)[rows]
     match_col = np.full((c, m_max), num_g, dtype=np.int64)
     match_col[rows, slot] = cols
-    rows_t = torch.from_numpy(rows)
-    thr = torch.full((c, m_max), float("inf"), dtype=dist.dtype)
-    thr[rows_t, torch.from_numpy(slot)] = dist[rows_t, torch.from_numpy(cols)]
-    order = torch.argsort(thr, dim=1, stable=True)  # stable: equal distances keep ascending gallery index
-    thr = torch.gather(thr, 1, order).contiguous()
-    match_col = np.take_along_axis(match_col, order.numpy(), axis=1)
+    dist_np = dist.numpy()
+    thr = np.full((c, m_max), np.inf, dtype=dist_np.dtype)
+    thr[rows, slot] = dist_np[rows, cols]
+    order = np.argsort(thr, axis=1, kind="stable")  # equal distances keep ascending gallery index
+    thr = np.take_along_axis(thr, order, axis=1)
+    match_col = np.take_along_axis(match_col, order, axis=1)
 
     # Bucket of each gallery item: how many matches strictly precede it in (distance, index) order.
-    lt = torch.searchsorted(thr, dist, right=False)  # (c, G) matches with distance < item's
-    le = torch.searchsorted(thr, dist, right=True)  # (c, G) matches with distance <= item's
-    bucket = lt.numpy().astype(np.int64, copy=True)
-    tied = (le != lt).numpy() & nonmatch
-    if tied.any():  # equal distances: the item precedes a tied match iff its gallery index is lower
+    bucket = torch.searchsorted(torch.from_numpy(thr), dist, right=False, out_int32=True).numpy()  # (c, G)
+    width = m_max + 1  # buckets 0..m_max; also the row stride of the padded thresholds
+    bucket += (np.arange(c, dtype=np.int32) * np.int32(width))[:, None]  # flat (row, bucket) index
+    padded = np.concatenate([thr, np.full((c, 1), np.inf, dtype=thr.dtype)], axis=1).ravel()
+    tied = np.take(padded, bucket) == dist_np  # the item's distance equals the next match's
+    tied[same_rows, same_cols] = False  # same-pid items are taken out below
+    if tied.any():  # equal distances: a non-match precedes a tied match iff its gallery index is lower
         tr, tc = np.nonzero(tied)
-        lo, hi = bucket[tr, tc], le.numpy()[tr, tc]
-        extra = np.zeros(tr.shape[0], dtype=np.int64)
-        for j in range(int((hi - lo).max())):
-            k = lo + j
-            inside = k < hi
-            kk = np.minimum(k, m_max - 1)
-            extra += inside & (match_col[tr, kk] < tc)
-        bucket[tr, tc] = lo + extra
-    # Count valid non-matches per bucket; non-valid items go to a discarded bucket m_max + 1.
-    bucket[~nonmatch] = m_max + 1
-    flat = bucket + (np.arange(c, dtype=np.int64) * (m_max + 2))[:, None]
-    counts = np.bincount(flat.ravel(), minlength=c * (m_max + 2)).reshape(c, m_max + 2)
+        flat = bucket[tr, tc].astype(np.int64)
+        dval = dist_np[tr, tc]
+        k = flat - tr * width  # bucket within the row
+        new = flat.copy()
+        while True:
+            inside = (k < m_max) & (padded[tr * width + np.minimum(k, m_max)] == dval)
+            if not inside.any():
+                break
+            new += inside & (match_col[tr, np.minimum(k, m_max - 1)] < tc)
+            k += 1
+        bucket[tr, tc] = new
+    # Count every item per bucket, then take the same-pid items (matches, junk) back out.
+    counts = np.bincount(bucket.ravel(), minlength=c * width)
+    counts -= np.bincount(bucket[same_rows, same_cols], minlength=c * width)
+    counts = counts.reshape(c, width)
     # Rank (0-based) of the k-th match = k earlier matches + non-matches in buckets 0..k.
     k_idx = np.arange(m_max, dtype=np.int64)[None, :]
     ranks = k_idx + np.cumsum(counts[:, :m_max], axis=1)  # (c, m_max)
@@ -139,8 +160,45 @@ def _finish(first_rank: np.ndarray, ap: np.ndarray, max_rank: int) -> RankResult
 
 
 def _chunk_rows(num_g: int, chunk_bytes: int) -> int:
-    # ~ 40 bytes per (query, gallery) cell: distances, two searchsorted outputs, masks, buckets.
-    return max(1, int(chunk_bytes // (40 * max(num_g, 1))))
+    # ~ 24 bytes per (query, gallery) cell: distances, buckets, a tie mask, a gathered copy.
+    return max(1, int(chunk_bytes // (24 * max(num_g, 1))))
+
+
+def _rank_in_chunks(num_q: int, num_g: int, chunk_distances, q_pids, q_camids, gallery: _GalleryIndex,
+                    max_rank: int, chunk_bytes: int) -> RankResult:
+    """Rank queries chunk by chunk; ``chunk_distances(start, stop)`` returns a (stop-start, G) CPU tensor.
+
+    Chunks run on two threads (NumPy and torch release the GIL in the heavy calls); the memory budget
+    ``chunk_bytes`` is shared between them.
+    """
+    workers = max(1, min(2, torch.get_num_threads()))
+    step = _chunk_rows(num_g, chunk_bytes // workers)
+    first = np.empty(num_q, dtype=np.int64)
+    ap = np.empty(num_q, dtype=np.float64)
+
+    def run(start: int) -> None:
+        stop = min(start + step, num_q)
+        d = chunk_distances(start, stop)
+        if not torch.isfinite(d.sum()) and not torch.isfinite(d).all():  # cheap test first
+            bad = int(torch.nonzero(~torch.isfinite(d))[0, 0]) + start
+            raise InputError(f"distances of query {bad} hold NaN or inf; check the features")
+        first[start:stop], ap[start:stop] = _rank_chunk(d.contiguous(), q_pids[start:stop],
+                                                        q_camids[start:stop], gallery)
+
+    starts = range(0, num_q, step)
+    if workers == 1 or len(starts) == 1:
+        for start in starts:
+            run(start)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(run, start) for start in starts]:
+                future.result()
+    return _finish(first, ap, min(max_rank, num_g))  # as torchreid: the CMC is no longer than the gallery
+
+
+def _check_ids(num_q: int, num_g: int, q_pids, g_pids, q_camids, g_camids):
+    return (_as_1d_int("q_pids", q_pids, num_q), _as_1d_int("g_pids", g_pids, num_g),
+            _as_1d_int("q_camids", q_camids, num_q), _as_1d_int("g_camids", g_camids, num_g))
 
 
 def rank_queries(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
@@ -153,23 +211,9 @@ def rank_queries(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
     if not dist.is_floating_point():
         dist = dist.double()
     num_q, num_g = dist.shape
-    q_pids = _as_1d_int("q_pids", q_pids, num_q)
-    g_pids = _as_1d_int("g_pids", g_pids, num_g)
-    q_camids = _as_1d_int("q_camids", q_camids, num_q)
-    g_camids = _as_1d_int("g_camids", g_camids, num_g)
-    if num_g < max_rank:  # as torchreid: the CMC cannot be longer than the gallery
-        max_rank = num_g
-    first = np.empty(num_q, dtype=np.int64)
-    ap = np.empty(num_q, dtype=np.float64)
-    step = _chunk_rows(num_g, chunk_bytes)
-    for s in range(0, num_q, step):
-        d = dist[s:s + step]
-        if not torch.isfinite(d).all():
-            bad = int(torch.nonzero(~torch.isfinite(d))[0, 0]) + s
-            raise InputError(f"distance matrix row {bad} holds NaN or inf; check the features")
-        first[s:s + step], ap[s:s + step] = _rank_chunk(d.contiguous(), q_pids[s:s + step], g_pids,
-                                                        q_camids[s:s + step], g_camids)
-    return _finish(first, ap, max_rank)
+    q_pids, g_pids, q_camids, g_camids = _check_ids(num_q, num_g, q_pids, g_pids, q_camids, g_camids)
+    return _rank_in_chunks(num_q, num_g, lambda a, b: dist[a:b], q_pids, q_camids,
+                           _GalleryIndex(g_pids, g_camids), max_rank, chunk_bytes)
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50):
@@ -204,17 +248,7 @@ def rank_features(qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
     device = torch.device(device) if device is not None else qf.device
     qf, gf = qf.to(device), gf.to(device)
     num_q, num_g = qf.shape[0], gf.shape[0]
-    q_pids = _as_1d_int("q_pids", q_pids, num_q)
-    g_pids = _as_1d_int("g_pids", g_pids, num_g)
-    q_camids = _as_1d_int("q_camids", q_camids, num_q)
-    g_camids = _as_1d_int("g_camids", g_camids, num_g)
-    max_rank = min(max_rank, num_g)
+    q_pids, g_pids, q_camids, g_camids = _check_ids(num_q, num_g, q_pids, g_pids, q_camids, g_camids)
     gf_sq = (gf * gf).sum(1)
-    first = np.empty(num_q, dtype=np.int64)
-    ap = np.empty(num_q, dtype=np.float64)
-    step = _chunk_rows(num_g, chunk_bytes)
-    for s in range(0, num_q, step):
-        d = squared_euclidean(qf[s:s + step], gf, gf_sq).cpu()
-        first[s:s + step], ap[s:s + step] = _rank_chunk(d, q_pids[s:s + step], g_pids,
-                                                        q_camids[s:s + step], g_camids)
-    return _finish(first, ap, max_rank)
+    return _rank_in_chunks(num_q, num_g, lambda a, b: squared_euclidean(qf[a:b], gf, gf_sq).cpu(), q_pids,
+                           q_camids, _GalleryIndex(g_pids, g_camids), max_rank, chunk_bytes)
