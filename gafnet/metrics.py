@@ -15,18 +15,19 @@ distinct distances they agree exactly.
 
 Speed. Nothing is fully sorted: the 0-based rank of a match among the valid gallery items equals the
 number of valid items that precede it. For every query the match distances (a handful) are sorted,
-and every gallery distance is bucketed between them with one batched ``searchsorted``; a cumulative
-count of the buckets gives every match's rank. Work is O(G log M) per query and queries are processed
-in chunks, so memory stays bounded (``chunk_bytes``) whatever the gallery size.
+and every gallery distance is bucketed between them with ``searchsorted``; a cumulative count of the
+buckets gives every match's rank. Work is O(G log M) per query, queries are processed in chunks on two
+threads, so memory stays bounded (``chunk_bytes``) whatever the gallery size. The module needs NumPy
+only (no torch import), which keeps the root evaluate.py fast to start; torch tensors are accepted.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .errors import InputError
 
@@ -83,7 +84,7 @@ class _GalleryIndex:
         return rows, cols
 
 
-def _rank_chunk(dist: torch.Tensor, q_pids, q_camids, gallery: _GalleryIndex):
+def _rank_chunk(dist: np.ndarray, q_pids, q_camids, gallery: _GalleryIndex):
     """Ranks of the matches for a chunk of queries.
 
     dist: (c, G) distances. Returns (first_rank (c,), ap (c,)): first_rank = -1 and ap = NaN for queries
@@ -106,7 +107,7 @@ def _rank_chunk(dist: torch.Tensor, q_pids, q_camids, gallery: _GalleryIndex):
     slot = np.arange(rows.shape[0]) - (np.cumsum(num_match) - num_match)[rows]
     match_col = np.full((c, m_max), num_g, dtype=np.int64)
     match_col[rows, slot] = cols
-    dist_np = dist.numpy()
+    dist_np = dist
     thr = np.full((c, m_max), np.inf, dtype=dist_np.dtype)
     thr[rows, slot] = dist_np[rows, cols]
     order = np.argsort(thr, axis=1, kind="stable")  # equal distances keep ascending gallery index
@@ -114,7 +115,9 @@ def _rank_chunk(dist: torch.Tensor, q_pids, q_camids, gallery: _GalleryIndex):
     match_col = np.take_along_axis(match_col, order, axis=1)
 
     # Bucket of each gallery item: how many matches strictly precede it in (distance, index) order.
-    bucket = torch.searchsorted(torch.from_numpy(thr), dist, right=False, out_int32=True).numpy()  # (c, G)
+    bucket = np.empty((c, num_g), dtype=np.int32)  # (c, G) number of matches closer than each item
+    for r in range(c):
+        bucket[r] = np.searchsorted(thr[r], dist_np[r], side="left")
     width = m_max + 1  # buckets 0..m_max; also the row stride of the padded thresholds
     bucket += (np.arange(c, dtype=np.int32) * np.int32(width))[:, None]  # flat (row, bucket) index
     padded = np.concatenate([thr, np.full((c, 1), np.inf, dtype=thr.dtype)], axis=1).ravel()
@@ -166,23 +169,23 @@ def _chunk_rows(num_g: int, chunk_bytes: int) -> int:
 
 def _rank_in_chunks(num_q: int, num_g: int, chunk_distances, q_pids, q_camids, gallery: _GalleryIndex,
                     max_rank: int, chunk_bytes: int) -> RankResult:
-    """Rank queries chunk by chunk; ``chunk_distances(start, stop)`` returns a (stop-start, G) CPU tensor.
+    """Rank queries chunk by chunk; ``chunk_distances(start, stop)`` returns a (stop-start, G) array.
 
-    Chunks run on two threads (NumPy and torch release the GIL in the heavy calls); the memory budget
+    Chunks run on two threads (NumPy releases the GIL in the heavy calls); the memory budget
     ``chunk_bytes`` is shared between them.
     """
-    workers = max(1, min(2, torch.get_num_threads()))
+    workers = max(1, min(2, os.cpu_count() or 1))
     step = _chunk_rows(num_g, chunk_bytes // workers)
     first = np.empty(num_q, dtype=np.int64)
     ap = np.empty(num_q, dtype=np.float64)
 
     def run(start: int) -> None:
         stop = min(start + step, num_q)
-        d = chunk_distances(start, stop)
-        if not torch.isfinite(d.sum()) and not torch.isfinite(d).all():  # cheap test first
-            bad = int(torch.nonzero(~torch.isfinite(d))[0, 0]) + start
+        d = np.ascontiguousarray(chunk_distances(start, stop))
+        if not np.isfinite(d.sum()) and not np.isfinite(d).all():  # cheap test first
+            bad = int(np.nonzero(~np.isfinite(d))[0][0]) + start
             raise InputError(f"distances of query {bad} hold NaN or inf; check the features")
-        first[start:stop], ap[start:stop] = _rank_chunk(d.contiguous(), q_pids[start:stop],
+        first[start:stop], ap[start:stop] = _rank_chunk(d, q_pids[start:stop],
                                                         q_camids[start:stop], gallery)
 
     starts = range(0, num_q, step)
@@ -201,15 +204,21 @@ def _check_ids(num_q: int, num_g: int, q_pids, g_pids, q_camids, g_camids):
             _as_1d_int("q_camids", q_camids, num_q), _as_1d_int("g_camids", g_camids, num_g))
 
 
+def _as_array(name: str, values) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor, on any device
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be 2-D, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    return arr
+
+
 def rank_queries(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> RankResult:
-    """Rank a (num_q, num_g) distance matrix (numpy or torch); see the module docstring."""
-    dist = distmat if isinstance(distmat, torch.Tensor) else torch.from_numpy(np.asarray(distmat))
-    if dist.ndim != 2:
-        raise InputError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(dist.shape)}")
-    dist = dist.detach().cpu()
-    if not dist.is_floating_point():
-        dist = dist.double()
+    """Rank a (num_q, num_g) distance matrix (NumPy array or torch tensor); see the module docstring."""
+    dist = _as_array("distmat", distmat)
     num_q, num_g = dist.shape
     q_pids, g_pids, q_camids, g_camids = _check_ids(num_q, num_g, q_pids, g_pids, q_camids, g_camids)
     return _rank_in_chunks(num_q, num_g, lambda a, b: dist[a:b], q_pids, q_camids,
@@ -226,29 +235,29 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 5
     return result.cmc, result.mAP
 
 
-def squared_euclidean(qf: torch.Tensor, gf: torch.Tensor, gf_sq: torch.Tensor | None = None) -> torch.Tensor:
+def squared_euclidean(qf: np.ndarray, gf: np.ndarray, gf_sq: np.ndarray | None = None) -> np.ndarray:
     """(num_q, num_g) squared Euclidean distances ||q||² + ||g||² − 2 q·g, clamped at 0."""
-    q_sq = (qf * qf).sum(1, keepdim=True)
+    q_sq = np.einsum("ij,ij->i", qf, qf)
     if gf_sq is None:
-        gf_sq = (gf * gf).sum(1)
-    return torch.addmm(q_sq + gf_sq[None, :], qf, gf.t(), alpha=-2.0).clamp_(min=0)
+        gf_sq = np.einsum("ij,ij->i", gf, gf)
+    dist = qf @ gf.T
+    dist *= -2
+    dist += q_sq[:, None]
+    dist += gf_sq[None, :]
+    return np.maximum(dist, 0, out=dist)
 
 
 def rank_features(qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
-                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, device: torch.device | str | None = None) -> RankResult:
+                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> RankResult:
     """Squared-Euclidean distances computed chunk by chunk and ranked; never holds the full matrix.
 
     For galleries too large for a full distance matrix (e.g. 10,000 × 100,000).
     """
-    qf = torch.as_tensor(qf)
-    gf = torch.as_tensor(gf)
-    if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
-        raise InputError(f"query features {tuple(qf.shape)} and gallery features {tuple(gf.shape)} "
-                         "must be 2-D with the same dimension")
-    device = torch.device(device) if device is not None else qf.device
-    qf, gf = qf.to(device), gf.to(device)
+    qf, gf = _as_array("query features", qf), _as_array("gallery features", gf)
+    if qf.shape[1] != gf.shape[1]:
+        raise InputError(f"query features {qf.shape} and gallery features {gf.shape} must have the same dimension")
     num_q, num_g = qf.shape[0], gf.shape[0]
     q_pids, g_pids, q_camids, g_camids = _check_ids(num_q, num_g, q_pids, g_pids, q_camids, g_camids)
-    gf_sq = (gf * gf).sum(1)
-    return _rank_in_chunks(num_q, num_g, lambda a, b: squared_euclidean(qf[a:b], gf, gf_sq).cpu(), q_pids,
+    gf_sq = np.einsum("ij,ij->i", gf, gf)
+    return _rank_in_chunks(num_q, num_g, lambda a, b: squared_euclidean(qf[a:b], gf, gf_sq), q_pids,
                            q_camids, _GalleryIndex(g_pids, g_camids), max_rank, chunk_bytes)

@@ -116,7 +116,7 @@ def test_equals_original_script_reference():
     ref = np.load(DATA / "eval_cmc.npz")
     qf = torch.nn.functional.normalize(torch.from_numpy(ref["qf"]), dim=1)
     gf = torch.nn.functional.normalize(torch.from_numpy(ref["gf"]), dim=1)
-    dist = squared_euclidean(qf, gf).numpy()
+    dist = squared_euclidean(qf.numpy(), gf.numpy())
     np.testing.assert_allclose(dist, ref["distmat"], atol=1e-5)
     cmc, mAP = evaluate_rank(ref["distmat"], ref["q_pids"], ref["g_pids"], ref["q_camids"], ref["g_camids"], 50)
     np.testing.assert_allclose(cmc, ref["cmc"], atol=1e-6)
@@ -135,7 +135,7 @@ def test_chunking_does_not_change_results():
     tiny = rank_features(qf, gf, qp, gp, qc, gc, chunk_bytes=1)  # one query per chunk
     np.testing.assert_array_equal(whole.first_match_rank, tiny.first_match_rank)
     np.testing.assert_allclose(whole.average_precision, tiny.average_precision)
-    ref_cmc, ref_map = torchreid_market1501()(squared_euclidean(torch.as_tensor(qf), torch.as_tensor(gf)).numpy(),
+    ref_cmc, ref_map = torchreid_market1501()(squared_euclidean(qf, gf),
                                               qp, gp, qc, gc, 50)
     np.testing.assert_allclose(whole.cmc, ref_cmc, atol=1e-6)
     assert whole.mAP == pytest.approx(ref_map, abs=1e-9)
