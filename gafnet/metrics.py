@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["RankResult", "evaluate_rank", "rank_queries", "rank_features", "squared_euclidean"]
+__all__ = ["RankResult", "evaluate_rank", "rank_queries", "rank_features", "squared_euclidean", "summarise"]
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 
@@ -150,7 +150,8 @@ def _rank_chunk(dist: np.ndarray, q_pids, q_camids, gallery: _GalleryIndex):
     return first_rank, ap
 
 
-def _finish(first_rank: np.ndarray, ap: np.ndarray, max_rank: int) -> RankResult:
+def summarise(first_rank: np.ndarray, ap: np.ndarray, max_rank: int) -> RankResult:
+    """CMC and mAP from per-query first-match ranks (-1 = invalid query) and average precisions."""
     valid = first_rank >= 0
     num_valid = int(valid.sum())
     if num_valid == 0:
@@ -196,7 +197,7 @@ def _rank_in_chunks(num_q: int, num_g: int, chunk_distances, q_pids, q_camids, g
         with ThreadPoolExecutor(workers) as pool:
             for future in [pool.submit(run, start) for start in starts]:
                 future.result()
-    return _finish(first, ap, min(max_rank, num_g))  # as torchreid: the CMC is no longer than the gallery
+    return summarise(first, ap, min(max_rank, num_g))  # as torchreid: the CMC is no longer than the gallery
 
 
 def _check_ids(num_q: int, num_g: int, q_pids, g_pids, q_camids, g_camids):

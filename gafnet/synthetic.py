@@ -1,0 +1,125 @@
+"""A synthetic iLIDS-VID-like embedding tree in exactly the released layout (for --demo, tests, benchmarks).
+
+SYNTHETIC: these numbers say nothing about GAF-Net's accuracy. The tree has the real layout
+(``ilids/{pit,mgh,osnet,gait1,gait2}/{query,gallery}_split{0..9}.csv``), the real dimensions by default
+(9216 / 5120 / 512 appearance, 128 gait), 300 identities with iLIDS-VID-like ids, 10 splits of 150 test
+identities, query = camera 1 and gallery = camera 2.
+
+Each identity has a latent appearance code and an independent latent gait code; a tracklet's embedding
+is a fixed random projection of its identity code plus per-tracklet latent noise and a camera shift,
+then a little isotropic noise. Appearance noise is set per backbone so that appearance-only Rank-1 is
+roughly like the paper's (pit > mgh > osnet); gait alone is weak; fusing both helps, as on real data.
+The gait files of ``gait2`` use pandas' integer header (``0 … 127, 0, 1``), as the original GaitGraph
+extractor wrote them, so both header variants are exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .embeddings import write_embedding_csv
+from .layout import DATASET, NUM_SPLITS, embedding_csv
+
+FULL_DIMS = {"pit": 9216, "mgh": 5120, "osnet": 512, "gait1": 128, "gait2": 128}
+SMALL_DIMS = {"pit": 96, "mgh": 64, "osnet": 32, "gait1": 16, "gait2": 16}
+# latent noise per folder (larger = harder); tuned for appearance-only Rank-1 of roughly 90 / 85 / 60 %
+LATENT_NOISE = {"pit": 0.22, "mgh": 0.32, "osnet": 0.5, "gait1": 0.7, "gait2": 0.72}
+LATENT_DIM = 12
+NUM_IDS = 300
+NUM_TEST_IDS = 150
+GENERATOR_VERSION = 1
+
+
+@dataclass
+class SyntheticTree:
+    root: Path  # the embeddings root, i.e. the directory holding ilids/
+    dims: dict
+    seed: int
+
+
+def ilids_person_ids(rng: np.random.Generator) -> np.ndarray:
+    """300 distinct person ids in 1..319, like iLIDS-VID's numbering (which has gaps)."""
+    return np.sort(rng.choice(np.arange(1, 320), size=NUM_IDS, replace=False))
+
+
+def test_identities(seed: int, split: int, person_ids: np.ndarray) -> np.ndarray:
+    """The 150 test identities of a split (the other 150 are training identities)."""
+    rng = np.random.default_rng([seed, 1000 + split])
+    return np.sort(rng.choice(person_ids, size=NUM_TEST_IDS, replace=False))
+
+
+def _folder_embeddings(rng, dim: int, noise: float, person_ids: np.ndarray):
+    """Per-identity latent codes and the projection for one folder (backbone or gait source)."""
+    codes = {int(p): rng.standard_normal(LATENT_DIM) for p in person_ids}
+    projection = rng.standard_normal((LATENT_DIM, dim)) / np.sqrt(LATENT_DIM)
+    camera_shift = {cam: 0.3 * rng.standard_normal(LATENT_DIM) for cam in (1, 2)}
+
+    def embed(pids: np.ndarray, cam: int, tracklet_rng) -> np.ndarray:
+        latent = np.stack([codes[int(p)] for p in pids]) + camera_shift[cam]
+        latent = latent + noise * tracklet_rng.standard_normal(latent.shape)
+        feats = latent @ projection + 0.05 * tracklet_rng.standard_normal((len(pids), dim))
+        return feats.astype(np.float32)
+
+    return embed
+
+
+def write_tree(root: str | Path, seed: int = 0, dims: dict | None = None, num_splits: int = NUM_SPLITS,
+               folders=None, shuffle_gallery: bool = True) -> SyntheticTree:
+    """Write the synthetic tree under ``root`` (``root/ilids/...``); returns its description."""
+    root = Path(root)
+    dims = dict(FULL_DIMS if dims is None else dims)
+    folders = list(folders or dims)
+    rng = np.random.default_rng(seed)
+    person_ids = ilids_person_ids(rng)
+    for folder in folders:
+        embed = _folder_embeddings(np.random.default_rng([seed, hash_name(folder)]), dims[folder],
+                                   LATENT_NOISE[folder], person_ids)
+        for split in range(num_splits):
+            test_ids = test_identities(seed, split, person_ids)
+            order_rng = np.random.default_rng([seed, split, 7])
+            gallery_ids = order_rng.permutation(test_ids) if shuffle_gallery else test_ids
+            noise_rng = np.random.default_rng([seed, hash_name(folder), split])
+            for kind, cam, pids in (("query", 1, test_ids), ("gallery", 2, gallery_ids)):
+                feats = embed(pids, cam, noise_rng)
+                is_gait = folder.startswith("gait")
+                write_embedding_csv(embedding_csv(root, folder, kind, split), feats, pids,
+                                    np.full(len(pids), cam), index_column=not is_gait,
+                                    header="pandas" if folder == "gait2" else "feat")
+    return SyntheticTree(root=root, dims=dims, seed=seed)
+
+
+def hash_name(name: str) -> int:
+    """A stable small integer for a folder name (Python's hash() is salted per process)."""
+    return sum((i + 1) * ord(ch) for i, ch in enumerate(name))
+
+
+def demo_tree(cache_dir: str | Path, seed: int = 0, small: bool = False) -> Path:
+    """The cached demo tree (generated once per seed and size); returns the embeddings root.
+
+    Generated in a temporary directory and moved into place when complete, with a marker file, so an
+    interrupted generation is never mistaken for a complete tree.
+    """
+    tag = f"seed{seed}-{'small' if small else 'full'}-v{GENERATOR_VERSION}"
+    final = Path(cache_dir) / "demo" / tag
+    marker = final / "COMPLETE.json"
+    if marker.is_file():
+        return final / "embeddings"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=final.parent))
+    try:
+        tree = write_tree(tmp / "embeddings", seed=seed, dims=SMALL_DIMS if small else FULL_DIMS)
+        (tmp / "COMPLETE.json").write_text(json.dumps({"seed": seed, "dims": tree.dims, "dataset": DATASET,
+                                                       "synthetic": True}) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / "embeddings"
