@@ -202,7 +202,7 @@ class FetchOptions:
     timeout: tuple[float, float] = (15.0, 60.0)  # (connect, read) seconds
     retries: int = 2  # extra attempts after a network failure or HTTP 5xx; each resumes from .part
     backoff: float = 2.0  # seconds before the first retry, doubled after each
-    chunk_size: int = 1024 * 1024
+    chunk_size: int = 64 * 1024  # bytes of an unfinished chunk are lost when a connection breaks
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
 
@@ -305,6 +305,8 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+            except requests.exceptions.ChunkedEncodingError:  # urllib3's IncompleteRead: peer hung up
+                raise _Retryable(f"connection lost after {received} of {total or '?'} bytes") from None
             except requests.RequestException as exc:
                 raise _Retryable(f"connection lost after {received} of {total or '?'} bytes "
                                  f"({_reason(exc)})") from None
@@ -369,6 +371,16 @@ def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | 
 # Google Drive through gdown
 
 
+def _gdown_reason(exc: BaseException) -> str:
+    """The reason inside gdown's message, without its advice about gdown's own command line."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"Failed to retrieve file url: (.*?) You may still be able", text)
+    if match:
+        text = match.group(1)
+    text = re.split(r"\. The received bytes are kept in ", text)[0]
+    return _reason(text.rstrip("."))
+
+
 def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int | None = None,
                  sha256: str | None = None, options: FetchOptions | None = None) -> Path:
     """Download a Google Drive file with gdown (large-file confirmation, cookies, resume) into
@@ -392,14 +404,14 @@ def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int
     try:
         gdown.download(**kwargs)
     except retrieval_error as exc:
-        raise DownloadError(f"Google Drive did not serve {dest.name} ({_reason(exc)}). This usually means "
+        raise DownloadError(f"Google Drive did not serve {dest.name} ({_gdown_reason(exc)}). This usually means "
                             f"its download quota is exceeded or a firewall blocks it. {manual}") from None
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else "?"
         raise DownloadError(f"HTTP {code} while downloading {dest.name} from {url}. {manual}") from None
     except gdown_error as exc:
-        raise DownloadError(f"download of {dest.name} from {url} failed: {_reason(exc)} "
-                            "Run the same command again to resume.") from None
+        raise DownloadError(f"download of {dest.name} from {url} failed: {_gdown_reason(exc)}. The bytes "
+                            f"received are kept in {incoming.parent}; run the same command again to resume.") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise DownloadError(f"network error while downloading {dest.name} from {url}: {_reason(exc)}. "
                             "Run the same command again to resume.") from None

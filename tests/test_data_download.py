@@ -1,0 +1,743 @@
+"""Downloading the released data (gafnet.data.download and the CLI), entirely offline.
+
+Every byte comes from an HTTP server started here on 127.0.0.1; a guard fails any test that tries to
+reach another host. Google Drive is exercised through the real gdown code: its requests to
+drive.google.com / drive.usercontent.google.com are rerouted by a transport adapter to the local
+server, which plays Google's large-file confirmation page, quota page and file responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import ipaddress
+import json
+import socket
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from gafnet.data import download as dl
+from gafnet.data.__main__ import main
+from gafnet.data.download import ASSETS, DownloadError, FetchOptions, fetch_url
+from gafnet.data.verify import MANIFEST_NAME, check_gafnet
+from gafnet.layout import expected_embedding_files, expected_pose_files
+
+# --------------------------------------------------------------------------------------------------
+# No network: only loopback connections
+
+
+def _is_loopback(host) -> bool:
+    if host in ("localhost", None):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            raise AssertionError(f"test tried to reach the network: {address}")
+        return real_connect(sock, address)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if not _is_loopback(host if not isinstance(host, bytes) else host.decode()):
+            raise AssertionError(f"test tried to resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for var in (dl.GDRIVE_URL_ENV, dl.GAITGRAPH_RELEASE_ENV, dl.CACHE_ENV):
+        monkeypatch.delenv(var, raising=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# A scriptable local HTTP server
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    ranges: bool = True  # honour "Range: bytes=N-"
+    etag: str | None = None
+    truncate_at: int | None = None  # announce the full length, send this many bytes, hang up
+    redirect: str | None = None  # 302 to this path
+
+
+class LocalServer:
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Route]] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, dict(self.headers)))
+                path = urlsplit(self.path).path
+                queue = server.routes.get(self.path) or server.routes.get(path)
+                if not queue:
+                    self.send_error(404, "Not Found")
+                    return
+                route = queue.pop(0) if len(queue) > 1 else queue[0]
+                server.respond(self, route)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02})
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def add(self, path: str, *routes: Route) -> None:
+        self.routes[path] = list(routes)
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.requests]
+
+    def range_headers(self) -> list[str | None]:
+        return [h.get("Range") for _, h in self.requests]
+
+    @staticmethod
+    def respond(handler: BaseHTTPRequestHandler, route: Route) -> None:
+        if route.redirect is not None:
+            handler.send_response(302)
+            handler.send_header("Location", route.redirect)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        body, status = route.body, route.status
+        extra = dict(route.headers)
+        if route.etag:
+            extra["ETag"] = route.etag
+        wanted = handler.headers.get("Range")
+        if_range = handler.headers.get("If-Range")
+        if status == 200 and route.ranges and wanted and (not if_range or if_range == route.etag):
+            start = int(wanted.removeprefix("bytes=").split("-")[0])
+            if start >= len(body):
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{len(body)}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            extra["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+            body, status = body[start:], 206
+        handler.send_response(status)
+        handler.send_header("Content-Type", route.content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        if route.ranges:
+            handler.send_header("Accept-Ranges", "bytes")
+        for key, value in extra.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        sent = body if route.truncate_at is None else body[: route.truncate_at]
+        handler.wfile.write(sent)
+        handler.wfile.flush()
+        if route.truncate_at is not None:
+            handler.close_connection = True
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def server():
+    srv = LocalServer()
+    yield srv
+    srv.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Archives
+
+
+GOOD_CSV = b"index,feat_0,feat_1,person_id,camera_id\n0,0.1,0.2,1,1\n"
+POSE_CSV = b"image_name,x0,y0,c0\ncam1_person001_00319.png,1,2,0.9\n"
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def gafnet_zip(prefix: str = "", drop: int = 0, extra: dict[str, bytes] | None = None) -> bytes:
+    """The released layout in small; ``drop`` leaves out that many pose files."""
+    members = {f"{prefix}{p.as_posix()}": GOOD_CSV for p in expected_embedding_files(Path("embeddings"))}
+    poses = expected_pose_files(Path("poses"))
+    members.update({f"{prefix}{p.as_posix()}": POSE_CSV for p in poses[drop:]})
+    members.update(extra or {})
+    return zip_bytes(members)
+
+
+def noise(n: int, seed: bytes = b"gafnet") -> bytes:
+    """Incompressible but deterministic bytes, so an archive is larger than a read chunk."""
+    out, block = bytearray(), seed
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:n])
+
+
+CASIA_ZIP = zip_bytes({"noise.bin": noise(100_000),"casia-b_pose_train_valid.csv": b"image_name,x0\nframes/001-nm-01-090/000042.jpg,1\n" * 500,
+                       "casia-b_pose_test.csv": b"image_name,x0\nframes/075-nm-05-090/000001.jpg,1\n" * 500})
+WEIGHTS = b"PK\x03\x04" + bytes(range(256)) * 64
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head>"
+             b"<body>Too many users have viewed or downloaded this file recently.</body></html>")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+QUIET = FetchOptions(quiet=True, retries=0, timeout=(5.0, 5.0), chunk_size=4096)
+
+
+# --------------------------------------------------------------------------------------------------
+# fetch_url: HTTP(S) with redirects and Range resume
+
+
+def test_a_plain_download_lands_at_the_final_path_only(server, tmp_path):
+    server.add("/w.pth", Route(body=WEIGHTS))
+    dest = tmp_path / "cache" / "w.pth"
+    fetch_url(server.url("/w.pth"), dest, ASSETS["gaitgraph-weights"], options=QUIET)
+    assert dest.read_bytes() == WEIGHTS
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["w.pth"]  # no .part, no .part.json left
+    assert server.range_headers() == [None]
+
+
+def test_redirects_are_followed(server, tmp_path):
+    server.add("/releases/download/v0.1/w.pth", Route(redirect="/objects/step"))
+    server.add("/objects/step", Route(redirect="/objects/w.pth?signature=abc"))
+    server.add("/objects/w.pth", Route(body=WEIGHTS))
+    dest = tmp_path / "w.pth"
+    fetch_url(server.url("/releases/download/v0.1/w.pth"), dest, ASSETS["gaitgraph-weights"], options=QUIET)
+    assert dest.read_bytes() == WEIGHTS
+    assert server.paths() == ["/releases/download/v0.1/w.pth", "/objects/step", "/objects/w.pth?signature=abc"]
+
+
+def test_a_redirect_loop_is_one_clear_error(server, tmp_path):
+    server.add("/a", Route(redirect="/b"))
+    server.add("/b", Route(redirect="/a"))
+    with pytest.raises(DownloadError, match="too many redirects"):
+        fetch_url(server.url("/a"), tmp_path / "w.pth", ASSETS["gaitgraph-weights"], options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_download_keeps_its_part_and_the_next_run_resumes_with_range(server, tmp_path):
+    data = CASIA_ZIP
+    server.add("/data.zip", Route(body=data, etag='"v1"', truncate_at=len(data) // 3), Route(body=data, etag='"v1"'))
+    dest = tmp_path / "data.zip"
+    with pytest.raises(DownloadError, match=r"(?s)after \d+ of \d+ bytes.*kept in .*data.zip.part.*resume"):
+        fetch_url(server.url("/data.zip"), dest, ASSETS["casia-b"], options=QUIET)
+    part = tmp_path / "data.zip.part"
+    assert not dest.exists()
+    kept = part.read_bytes()  # whole read chunks only: a chunk cut short is lost
+    assert 0 < len(kept) <= len(data) // 3 and data.startswith(kept)
+    fetch_url(server.url("/data.zip"), dest, ASSETS["casia-b"], options=QUIET)
+    assert dest.read_bytes() == data
+    assert not part.exists()
+    assert server.range_headers() == [None, f"bytes={len(kept)}-"]
+    assert server.requests[1][1].get("If-Range") == '"v1"'
+
+
+def test_retries_resume_within_one_run(server, tmp_path):
+    data = CASIA_ZIP
+    server.add("/data.zip", Route(body=data, truncate_at=1000), Route(body=data))
+    slept = []
+    options = FetchOptions(quiet=True, retries=1, backoff=0.5, sleep=slept.append, timeout=(5.0, 5.0),
+                           chunk_size=1000)
+    fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=options)
+    assert (tmp_path / "data.zip").read_bytes() == data
+    assert slept == [0.5]
+    assert server.range_headers() == [None, "bytes=1000-"]
+
+
+def test_a_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    data = CASIA_ZIP
+    server.add("/data.zip", Route(body=data, ranges=False))
+    (tmp_path / "data.zip.part").write_bytes(b"stale bytes from elsewhere")
+    fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    assert (tmp_path / "data.zip").read_bytes() == data
+    assert server.range_headers() == ["bytes=26-"]
+
+
+def test_a_changed_remote_file_is_not_spliced(server, tmp_path):
+    """If-Range with the old ETag: the server sends the whole new file, which replaces the partial one."""
+    old_part = CASIA_ZIP[:500]
+    new = zip_bytes({"casia-b_pose_test.csv": b"image_name,x0\nnew,1\n" * 300})
+    (tmp_path / "data.zip.part").write_bytes(old_part)
+    (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": '"old"'}))
+    server.add("/data.zip", Route(body=new, etag='"new"'))
+    fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    assert (tmp_path / "data.zip").read_bytes() == new
+
+
+def test_a_complete_part_answered_with_416_is_finished(server, tmp_path):
+    server.add("/w.pth", Route(body=WEIGHTS))
+    (tmp_path / "w.pth.part").write_bytes(WEIGHTS)
+    fetch_url(server.url("/w.pth"), tmp_path / "w.pth", ASSETS["gaitgraph-weights"], options=QUIET)
+    assert (tmp_path / "w.pth").read_bytes() == WEIGHTS
+    assert server.range_headers() == [f"bytes={len(WEIGHTS)}-"]
+
+
+def test_http_404_is_one_clear_error_and_leaves_nothing(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"HTTP 404 Not Found from http://127\.0\.0\.1:\d+/missing\.zip"):
+        fetch_url(server.url("/missing.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_500_is_retried_then_reported(server, tmp_path):
+    server.add("/data.zip", Route(status=500, body=b"oops", content_type="text/plain"))
+    slept = []
+    options = FetchOptions(quiet=True, retries=2, backoff=1.0, sleep=slept.append)
+    with pytest.raises(DownloadError, match="HTTP 500"):
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=options)
+    assert slept == [1.0, 2.0] and len(server.requests) == 3
+    assert not (tmp_path / "data.zip").exists() and not (tmp_path / "data.zip.part").exists()
+
+
+def test_an_html_page_instead_of_a_zip_is_refused(server, tmp_path):
+    server.add("/data.zip", Route(body=HTML_PAGE, content_type="text/html; charset=utf-8"))
+    with pytest.raises(DownloadError, match="sent an HTML page titled 'Google Drive - Quota exceeded'"):
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_html_page_with_a_binary_content_type_is_refused_by_its_bytes(server, tmp_path):
+    server.add("/data.zip", Route(body=HTML_PAGE))
+    with pytest.raises(DownloadError, match="it is an HTML page titled 'Google Drive - Quota exceeded'"):
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_digest_is_refused_and_nothing_is_kept(server, tmp_path):
+    server.add("/data.zip", Route(body=CASIA_ZIP))
+    wrong = "0" * 64
+    with pytest.raises(DownloadError, match=f"its SHA-256 is {sha(CASIA_ZIP)}, but {wrong} was expected"):
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], sha256=wrong, options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_size_is_refused(server, tmp_path):
+    server.add("/data.zip", Route(body=CASIA_ZIP))
+    with pytest.raises(DownloadError, match=f"it has {len(CASIA_ZIP)} bytes, 123 expected"):
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], expected_size=123,
+                  options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_connection_is_one_clear_error(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/data.zip"
+    with pytest.raises(DownloadError, match="cannot connect"):
+        fetch_url(url, tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: GitHub release assets (casia-b, gaitgraph-weights) through $GAFNET_GAITGRAPH_RELEASE_URL
+
+
+def run_cli(*argv: str) -> int:
+    try:
+        return main(list(argv))
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.fixture
+def release(server, monkeypatch):
+    """GaitGraph's release v0.1 on the local server, behind GitHub-like redirects."""
+    server.add("/tteepe/GaitGraph/releases/download/v0.1/data.zip", Route(redirect="/assets/data.zip"))
+    server.add("/assets/data.zip", Route(body=CASIA_ZIP, etag='"casia"'))
+    name = "gaitgraph_resgcn-n39-r8_coco_seq_60.pth"
+    server.add(f"/tteepe/GaitGraph/releases/download/v0.1/{name}", Route(redirect=f"/assets/{name}"))
+    server.add(f"/assets/{name}", Route(body=WEIGHTS))
+    monkeypatch.setenv(dl.GAITGRAPH_RELEASE_ENV, server.url("/tteepe/GaitGraph/releases/download/v0.1"))
+    return server
+
+
+def test_cli_downloads_casia_b_prints_the_digest_and_is_idempotent(release, tmp_path, capsys):
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet") == 0
+    dest = tmp_path / "data" / "casia-b"
+    assert sorted(p.name for p in dest.iterdir()) == [MANIFEST_NAME, "casia-b_pose_test.csv",
+                                                     "casia-b_pose_train_valid.csv", "noise.bin"]
+    manifest = json.loads((dest / MANIFEST_NAME).read_text())
+    assert manifest["files"]["casia-b_pose_test.csv"] == (dest / "casia-b_pose_test.csv").stat().st_size
+    out = capsys.readouterr().out
+    assert f"SHA-256 {sha(CASIA_ZIP)}" in out
+    assert f"python -m gafnet.data download casia-b --sha256 {sha(CASIA_ZIP)}" in out
+    assert (tmp_path / ".cache" / "downloads" / "gaitgraph-casia-b-data.zip").read_bytes() == CASIA_ZIP
+    assert not list(tmp_path.rglob(".gafnet-unpack-*"))
+
+    count = len(release.requests)
+    assert run_cli("download", "casia-b", "--root", str(tmp_path)) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert len(release.requests) == count  # nothing downloaded again
+
+
+def test_cli_weights_with_a_pinned_digest(release, tmp_path, capsys):
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet",
+                   "--sha256", sha(WEIGHTS).upper()) == 0
+    assert (tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").read_bytes() == WEIGHTS
+
+
+def test_cli_wrong_digest_exits_non_zero_with_one_message(release, tmp_path, capsys):
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", "ab" * 32) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m gafnet.data: error: the download of gaitgraph_resgcn-n39-r8_coco_seq_60.pth")
+    assert "was rejected: its SHA-256 is" in err
+    assert not (tmp_path / "weights").exists()
+    assert list((tmp_path / ".cache" / "downloads").iterdir()) == []
+
+
+def test_cli_refuses_to_overwrite_different_weights_without_force(release, tmp_path, capsys):
+    mine = tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth"
+    mine.parent.mkdir()
+    mine.write_bytes(b"\x80\x02my own checkpoint")
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet") == 0  # valid: kept
+    assert mine.read_bytes() == b"\x80\x02my own checkpoint"
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", sha(WEIGHTS)) == 2
+    assert "--force" in capsys.readouterr().err
+    assert mine.read_bytes() == b"\x80\x02my own checkpoint"
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", sha(WEIGHTS),
+                   "--force") == 0
+    assert mine.read_bytes() == WEIGHTS
+
+
+def test_cli_http_404_and_500_exit_non_zero(server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(dl.GAITGRAPH_RELEASE_ENV, server.url("/nothing-here"))
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet") == 2
+    assert "HTTP 404" in capsys.readouterr().err
+    server.add("/broken/data.zip", Route(status=500, body=b"", content_type="text/plain"))
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet", "--retries", "0",
+                   "--url", server.url("/broken/data.zip")) == 2
+    assert "HTTP 500" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_cli_network_failure_exits_non_zero(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(dl.GAITGRAPH_RELEASE_ENV, f"http://127.0.0.1:{free_port()}/v0.1")
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and err.count("\n") == 1
+    assert not (tmp_path / "weights").exists()
+
+
+def test_cli_casia_b_archive_without_csvs_is_not_installed(server, tmp_path, capsys):
+    server.add("/data.zip", Route(body=zip_bytes({"readme.txt": b"no poses here"})))
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet", "--url", server.url("/data.zip")) == 2
+    assert "does not hold well-formed CSV files (found: readme.txt)" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "casia-b").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: the GAF-Net zip given by hand (--from-zip)
+
+
+def test_from_zip_installs_the_release_and_verify_agrees(tmp_path, capsys):
+    archive = tmp_path / "gaf-net-data.zip"
+    archive.write_bytes(gafnet_zip(prefix="gaf-net-data/"))  # wrapped in one folder: unwrapped
+    root = tmp_path / "repo"
+    (root / "embeddings").mkdir(parents=True)
+    (root / "embeddings" / "README.md").write_text("what goes here")
+    assert run_cli("verify", "--root", str(root)) == 1
+    capsys.readouterr()
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive)) == 0
+    out = capsys.readouterr().out
+    assert "installed 140 files" in out and f"SHA-256 {sha(archive.read_bytes())}" in out
+    assert all(r.ok for r in check_gafnet(root))
+    assert (root / "embeddings" / "README.md").read_text() == "what goes here"
+    assert run_cli("verify", "--root", str(root)) == 0
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+
+def test_from_zip_is_idempotent_and_force_reinstalls(tmp_path, capsys):
+    archive = tmp_path / "gaf-net-data.zip"
+    archive.write_bytes(gafnet_zip())
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive), "--quiet") == 0
+    probe = root / "poses" / "splits_pit" / "train_split0.csv"
+    mtime = probe.stat().st_mtime_ns
+    assert run_cli("download", "--root", str(root), "--from-zip", str(archive)) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert probe.stat().st_mtime_ns == mtime
+    probe.write_bytes(b"")  # damaged: the tree is no longer valid
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive), "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "1 existing file(s) differ" in err and str(probe) in err
+    assert probe.read_bytes() == b""
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive), "--quiet", "--force") == 0
+    assert probe.read_bytes() == POSE_CSV
+
+
+def test_from_zip_with_the_wrong_layout_installs_nothing(tmp_path, capsys):
+    archive = tmp_path / "gaf-net-data.zip"
+    archive.write_bytes(gafnet_zip(drop=3))
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive), "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "does not hold the released layout" in err
+    assert "gaf-net-data.zip:poses/splits_pit/train_split0.csv" in err
+    assert ".gafnet-unpack" not in err
+    assert not (root / "embeddings").exists() and not (root / "poses").exists()
+
+
+def test_from_zip_with_another_archive_says_what_it_found(tmp_path, capsys):
+    archive = tmp_path / "other.zip"
+    archive.write_bytes(zip_bytes({"a/x.txt": b"1", "b/y.txt": b"2"}))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--from-zip", str(archive)) == 2
+    assert "found: a, b" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"embeddings/../../evil.csv": b"x"}, "points outside"),
+        ({"/tmp/evil.csv": b"x"}, "absolute path"),
+    ],
+)
+def test_from_zip_refuses_a_zip_slip_archive(tmp_path, capsys, members, message):
+    archive = tmp_path / "gaf-net-data.zip"
+    archive.write_bytes(zip_bytes({"embeddings/ilids/pit/query_split0.csv": GOOD_CSV, **members}))
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive), "--quiet") == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "evil.csv").exists()
+    assert list(root.iterdir()) == []
+
+
+def test_from_zip_refuses_a_symlink_member(tmp_path, capsys):
+    info = zipfile.ZipInfo("embeddings/ilids/pit/query_split0.csv")
+    info.create_system = 3
+    info.external_attr = 0o120777 << 16
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, b"/etc/passwd")
+    (tmp_path / "gaf-net-data.zip").write_bytes(buffer.getvalue())
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--quiet",
+                   "--from-zip", str(tmp_path / "gaf-net-data.zip")) == 2
+    assert "symbolic link" in capsys.readouterr().err
+
+
+def test_from_zip_refuses_an_oversized_archive(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(ASSETS, "gafnet", dl.Asset(**{**ASSETS["gafnet"].__dict__,
+                                                      "unzip_limits": dl.UnzipLimits(max_total_bytes=1_000)}))
+    archive = tmp_path / "gaf-net-data.zip"
+    archive.write_bytes(gafnet_zip())
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--from-zip", str(archive)) == 2
+    assert "exceeds the cap" in capsys.readouterr().err
+
+
+def test_from_zip_refuses_truncated_html_and_mismatched_files(tmp_path, capsys):
+    full = gafnet_zip()
+    root = str(tmp_path / "repo")
+    (tmp_path / "cut.zip").write_bytes(full[: len(full) - 100])
+    assert run_cli("download", "gafnet", "--root", root, "--from-zip", str(tmp_path / "cut.zip")) == 2
+    assert "not a complete zip archive" in capsys.readouterr().err
+    (tmp_path / "page.zip").write_bytes(HTML_PAGE)
+    assert run_cli("download", "gafnet", "--root", root, "--from-zip", str(tmp_path / "page.zip")) == 2
+    assert "HTML page titled 'Google Drive - Quota exceeded'" in capsys.readouterr().err
+    (tmp_path / "good.zip").write_bytes(full)
+    assert run_cli("download", "gafnet", "--root", root, "--from-zip", str(tmp_path / "good.zip"),
+                   "--sha256", "1" * 64) == 2
+    assert "its SHA-256 is" in capsys.readouterr().err
+    assert run_cli("download", "gafnet", "--root", root, "--from-zip", str(tmp_path / "absent.zip")) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not Path(root).exists() or list(Path(root).iterdir()) == []
+
+
+def test_single_file_options_need_a_single_target(tmp_path, capsys):
+    assert run_cli("download", "all", "--root", str(tmp_path), "--from-zip", "x.zip") == 2
+    assert "--from-zip apply to one file" in capsys.readouterr().err
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--sha256", "xyz") == 2
+    assert "not a SHA-256 digest" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Google Drive through gdown, up to the HTTP boundary
+
+
+class _ToLocalServer(HTTPAdapter):
+    """Sends https://<google host>/<path> to http://127.0.0.1:<port>/<google host>/<path>."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+
+    def send(self, request, **kwargs):
+        parts = urlsplit(request.url)
+        request.url = f"{self.base}/{parts.hostname}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+        return super().send(request, **kwargs)
+
+
+GDRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
+FILE_ID = dl.GAFNET_GDRIVE_ID
+
+
+@pytest.fixture
+def google(server, monkeypatch, tmp_path):
+    """gdown's sessions talk to the local server; gdown's cookie file lives in tmp_path."""
+    real_session = requests.session
+
+    def session_factory():
+        session = real_session()
+        for host in GDRIVE_HOSTS:
+            session.mount(f"https://{host}/", _ToLocalServer(server.base))
+        return session
+
+    monkeypatch.setattr(requests, "session", session_factory)
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE",
+                        str(tmp_path / "gdown-cookies.txt"))
+    return server
+
+
+def confirmation_page(uuid: str = "5d1e") -> bytes:
+    """Google Drive's "can't scan this file for viruses" page: a form whose action downloads the file.
+    (gdown reads the form from a single line.)"""
+    form = (f'<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
+            f'<input type="hidden" name="id" value="{FILE_ID}"><input type="hidden" name="export" value="download">'
+            f'<input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="{uuid}"></form>')
+    return ("<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>\n"
+            f"{form}\n</body></html>").encode()
+
+
+def gdrive_file(body: bytes, **kwargs) -> Route:
+    return Route(body=body, headers={"Content-Disposition": 'attachment; filename="gaf-net-data.zip"'},
+                 content_type="application/zip", **kwargs)
+
+
+def test_gdrive_large_file_confirmation_is_handled(google, tmp_path, capsys):
+    body = gafnet_zip()
+    google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html; charset=utf-8"))
+    google.add("/drive.usercontent.google.com/download", gdrive_file(body))
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 0
+    assert all(r.ok for r in check_gafnet(root))
+    paths = google.paths()
+    assert paths[0] == f"/drive.google.com/uc?id={FILE_ID}"
+    assert paths[1].startswith("/drive.usercontent.google.com/download?") and "confirm=t" in paths[1]
+    assert (root / ".cache" / "downloads" / "gaf-net-data.zip").read_bytes() == body
+    assert list((root / ".cache" / "downloads" / ".incoming").iterdir()) == []
+    assert f"--sha256 {sha(body)}" in capsys.readouterr().out
+
+
+def test_gdrive_quota_page_points_to_from_zip(google, tmp_path, capsys):
+    quota = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>\n"
+             b'<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. '
+             b"Please try accessing the file again later.</p>\n</body></html>")
+    google.add("/drive.google.com/uc", Route(body=quota, content_type="text/html; charset=utf-8"))
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "Google Drive did not serve gaf-net-data.zip" in err and "Too many users" in err
+    assert f"https://drive.google.com/file/d/{FILE_ID}/view" in err
+    assert "python -m gafnet.data download gafnet --from-zip PATH" in err
+    assert not (root / "embeddings").exists()
+    assert not (root / ".cache" / "downloads" / "gaf-net-data.zip").exists()
+
+
+def test_gdrive_interrupted_download_resumes_with_range(google, tmp_path, capsys):
+    body = gafnet_zip(extra={"noise.bin": noise(1_500_000)})  # gdown writes in 512 kB chunks
+    google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
+    google.add("/drive.usercontent.google.com/download",
+               gdrive_file(body, etag='"g1"', truncate_at=len(body) // 2), gdrive_file(body, etag='"g1"'))
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err
+    cache = root / ".cache" / "downloads"
+    assert not (cache / "gaf-net-data.zip").exists()
+    (partial,) = (cache / ".incoming").glob("*.part")
+    kept = partial.stat().st_size
+    assert 0 < kept <= len(body) // 2
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 0
+    assert f"bytes={kept}-" in google.range_headers()
+    assert (cache / "gaf-net-data.zip").read_bytes() == body
+    assert all(r.ok for r in check_gafnet(root))
+
+
+def test_gdrive_http_errors_are_reported(google, tmp_path, capsys):
+    """gdown turns any Google answer that is not the file (404, 500, an error page) into "cannot retrieve"."""
+    google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert "Google Drive did not serve gaf-net-data.zip" in err and "--from-zip PATH" in err
+    google.add("/drive.google.com/uc", Route(status=500, body=b"boom", content_type="text/plain"))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    assert "Google Drive did not serve gaf-net-data.zip" in capsys.readouterr().err
+    assert not (tmp_path / "embeddings").exists()
+
+
+def test_gdrive_mirror_http_404_is_reported(server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE",
+                        str(tmp_path / "gdown-cookies.txt"))
+    monkeypatch.setenv(dl.GDRIVE_URL_ENV, server.url("/mirror/missing.zip?id={id}"))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert "HTTP 404 while downloading gaf-net-data.zip" in err and "--from-zip" in err
+
+
+def test_gdrive_file_that_is_an_html_page_is_rejected(google, tmp_path, capsys):
+    google.add("/drive.google.com/uc", gdrive_file(HTML_PAGE))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    assert "it is an HTML page titled 'Google Drive - Quota exceeded'" in capsys.readouterr().err
+    cache = tmp_path / ".cache" / "downloads"
+    assert not (cache / "gaf-net-data.zip").exists() and list((cache / ".incoming").iterdir()) == []
+
+
+def test_gdrive_url_override_reaches_a_mirror_through_gdown(server, monkeypatch, tmp_path):
+    """$GAFNET_GDRIVE_URL pointing elsewhere (a mirror, here the local server): gdown fetches it as a plain URL."""
+    body = gafnet_zip()
+    server.add("/mirror/gaf-net-data.zip", Route(body=body))
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE",
+                        str(tmp_path / "gdown-cookies.txt"))
+    monkeypatch.setenv(dl.GDRIVE_URL_ENV, server.url("/mirror/gaf-net-data.zip?id={id}"))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 0
+    assert server.paths() == [f"/mirror/gaf-net-data.zip?id={FILE_ID}"]
+    assert all(r.ok for r in check_gafnet(tmp_path))
+
+
+def test_gdrive_network_failure_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE",
+                        str(tmp_path / "gdown-cookies.txt"))
+    monkeypatch.setenv(dl.GDRIVE_URL_ENV, f"http://127.0.0.1:{free_port()}/uc?id={{id}}")
+    assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert "network error while downloading gaf-net-data.zip" in err and err.count("\n") == 1
+    assert not (tmp_path / "embeddings").exists()
