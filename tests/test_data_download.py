@@ -581,6 +581,26 @@ def test_from_zip_refuses_truncated_html_and_mismatched_files(tmp_path, capsys):
     assert not Path(root).exists() or list(Path(root).iterdir()) == []
 
 
+def test_all_goes_on_with_the_github_assets_when_google_drive_fails(release, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(dl.GDRIVE_URL_ENV, release.url("/no-such-drive?id={id}"))
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE",
+                        str(tmp_path / "gdown-cookies.txt"))
+    assert run_cli("download", "all", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("python -m gafnet.data: error: gafnet: HTTP 404")
+    assert err[-1] == "python -m gafnet.data: error: not complete: gafnet (see above); the other targets are done"
+    assert (tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").read_bytes() == WEIGHTS
+    assert (tmp_path / "data" / "casia-b" / "casia-b_pose_test.csv").exists()
+
+
+def test_the_progress_bar_shows_unless_quiet(server, tmp_path, capsys):
+    server.add("/w.pth", Route(body=WEIGHTS))
+    fetch_url(server.url("/w.pth"), tmp_path / "w.pth", ASSETS["gaitgraph-weights"],
+              options=FetchOptions(retries=0, chunk_size=4096))
+    err = capsys.readouterr().err
+    assert "w.pth: 100%" in err and "16.0k/16.0k" in err
+
+
 def test_single_file_options_need_a_single_target(tmp_path, capsys):
     assert run_cli("download", "all", "--root", str(tmp_path), "--from-zip", "x.zip") == 2
     assert "--from-zip apply to one file" in capsys.readouterr().err

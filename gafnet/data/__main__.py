@@ -74,15 +74,26 @@ def run_download(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(single_only)} apply to one file: name a single target, not 'all'")
     if args.retries < 0:
         raise InputError(f"--retries must be 0 or more, got {args.retries}")
+    failed = []
     for name in names:
         request = DownloadRequest(
             root=args.root, cache_dir=args.cache_dir, from_file=args.from_file, sha256=args.sha256,
             url=args.url, force=args.force,
             fetch=FetchOptions(quiet=args.quiet, timeout=(15.0, args.timeout), retries=args.retries),
         )
-        for report in download(name, request):
+        try:
+            reports = download(name, request)
+        except InputError as exc:
+            if len(names) == 1:
+                raise
+            print(f"{PROG}: error: {name}: {exc}", file=sys.stderr)  # go on with the other targets
+            failed.append(name)
+            continue
+        for report in reports:
             if not args.quiet:
                 print(report.summary())
+    if failed:
+        raise InputError(f"not complete: {', '.join(failed)} (see above); the other targets are done")
     return 0
 
 
