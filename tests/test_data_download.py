@@ -68,6 +68,15 @@ def no_network(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+def test_the_guard_blocks_the_network():
+    with pytest.raises(AssertionError, match="resolve"):
+        socket.getaddrinfo("drive.google.com", 443)
+    with pytest.raises(AssertionError, match="resolve"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1, never routed
+    with socket.socket() as sock, pytest.raises(AssertionError, match="reach the network"):
+        sock.connect(("192.0.2.1", 443))
+
+
 # --------------------------------------------------------------------------------------------------
 # A scriptable local HTTP server
 
