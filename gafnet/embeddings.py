@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -143,44 +142,51 @@ def _parse(path: Path) -> EmbeddingTable:
 
 # --------------------------------------------------------------------------------------------- cache
 class ParseCache:
-    """Parsed CSVs as ``.npy`` bundles; an entry is used only while the CSV's size and mtime are unchanged."""
+    """Parsed CSVs as ``.npy`` files (features with the two id columns appended).
+
+    The entry's name carries the CSV's resolved-path hash, size and mtime, so a changed CSV simply
+    misses; older entries of the same CSV are removed when a new one is stored. One file per entry,
+    written atomically, loaded without a checksum pass.
+    """
 
     def __init__(self, directory: str | Path | None = None, enabled: bool = True):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.enabled = enabled
 
-    def _entry(self, path: Path) -> Path:
+    def _prefix(self, path: Path) -> str:
         key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:20]
-        return self.directory / "embeddings" / f"{path.stem}-{key}.npz"
+        return f"{path.stem}-{key}-v{CACHE_VERSION}"
 
-    @staticmethod
-    def _stamp(path: Path) -> dict:
+    def _entry(self, path: Path) -> Path:
         st = path.stat()
-        return {"version": CACHE_VERSION, "path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return self.directory / "embeddings" / f"{self._prefix(path)}-{st.st_size}-{st.st_mtime_ns}.npy"
 
     def load(self, path: Path) -> EmbeddingTable | None:
         if not self.enabled:
             return None
-        entry = self._entry(path)
         try:
-            with np.load(entry, allow_pickle=False) as z:
-                if json.loads(str(z["stamp"])) != self._stamp(path):
-                    return None
-                return EmbeddingTable(features=z["features"], pids=z["pids"], camids=z["camids"], path=path,
-                                      dropped_index_column=bool(z["dropped_index_column"]))
-        except (OSError, KeyError, ValueError):
+            data = np.load(self._entry(path), allow_pickle=False)
+        except (OSError, ValueError):
             return None
+        # layout: [features..., person_id, camera_id, dropped_index_column]
+        return EmbeddingTable(features=data[:, :-3], pids=data[:, -3].astype(np.int64),
+                              camids=data[:, -2].astype(np.int64), path=path,
+                              dropped_index_column=bool(data[0, -1]))
 
     def store(self, table: EmbeddingTable) -> None:
         if not self.enabled:
             return
         entry = self._entry(table.path)
+        n = len(table)
+        data = np.concatenate([table.features, table.pids[:, None], table.camids[:, None],
+                               np.full((n, 1), float(table.dropped_index_column))], axis=1)
         try:
-            with atomic_path(entry, suffix=".npz") as tmp:
+            with atomic_path(entry, suffix=".npy", fsync=False) as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, features=table.features, pids=table.pids, camids=table.camids,
-                             dropped_index_column=table.dropped_index_column,
-                             stamp=json.dumps(self._stamp(table.path)))
+                    np.save(fh, data)
+            for old in entry.parent.glob(self._prefix(table.path) + "-*.npy"):
+                if old != entry:
+                    old.unlink(missing_ok=True)
         except OSError:
             pass  # a cache that cannot be written is not an error: the next run parses again
 

@@ -47,7 +47,7 @@ BACKBONES = {
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows divided by their L2 norm (zero rows are rejected when the CSV is read)."""
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
 
 
 @dataclass
@@ -120,9 +120,14 @@ def concatenated_distance(data: SplitData, lam: float) -> np.ndarray:
 
 def evaluate_lambdas(data: SplitData, lambdas, max_rank: int = 50) -> list[RankResult]:
     """Rank the split at every λ of ``lambdas`` with one call (the λ blocks are stacked as queries)."""
-    lambdas = [float(v) for v in lambdas]
+    lambdas = np.asarray([float(v) for v in lambdas])
     d_app, d_gait = data.distances()
-    stacked = np.concatenate([fused_distance(d_app, d_gait, lam) for lam in lambdas], axis=0)
+    # the same elementwise operations as fused_distance, broadcast over λ: (L, Q, G) → (L·Q, G)
+    mu = (lambdas * lambdas)[:, None, None]
+    stacked = np.multiply(mu, d_gait[None])  # in place from here on: (L, Q, G)
+    stacked += d_app[None]
+    stacked /= 1.0 + mu
+    stacked = stacked.reshape(-1, d_app.shape[1])
     reps = len(lambdas)
     result = rank_queries(stacked, np.tile(data.q_pids, reps), data.g_pids, np.tile(data.q_camids, reps),
                           data.g_camids, max_rank=max_rank)

@@ -200,9 +200,10 @@ def write_plot(results: dict, path: str, synthetic: bool) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: faster to import, no GUI backend
 
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.88, wspace=0.18)
     for name, r in results.items():
         if "sweep" not in r:
             continue
@@ -218,9 +219,8 @@ def write_plot(results: dict, path: str, synthetic: bool) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("GAF-Net fusion on iLIDS-VID: λ sweep (dotted: the paper's λ)" + ("  — SYNTHETIC DATA" if synthetic else ""))
-    fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png")
 
 
 def run(args: argparse.Namespace) -> dict:

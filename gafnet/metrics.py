@@ -85,6 +85,65 @@ class _GalleryIndex:
         return rows, cols
 
 
+SMALL_MATCH_COUNT = 8  # up to this many matches per query, compare against each match; beyond, searchsorted
+
+
+def _same_pid_before(dist, thr, match_col, same_rows, same_cols) -> np.ndarray:
+    """(c, m) how many same-pid items (matches, junk) precede each match in (distance, index) order."""
+    c, m = thr.shape
+    d = dist[same_rows, same_cols][:, None]  # (P, 1)
+    t, mc = thr[same_rows], match_col[same_rows]  # (P, m)
+    before = (d < t) | ((d == t) & (same_cols[:, None] < mc))  # (P, m)
+    out = np.zeros((c, m), dtype=np.int64)
+    np.add.at(out, same_rows, before.astype(np.int64))
+    return out
+
+
+def _preceding_few(dist, thr, match_col, same_rows, same_cols) -> np.ndarray:
+    """(c, m) valid non-matches before each match: one pass per match column (iLIDS-VID has one match)."""
+    c, m = thr.shape
+    columns = np.arange(dist.shape[1])
+    before = np.empty((c, m), dtype=np.int64)
+    for k in range(m):
+        t = thr[:, k:k + 1]
+        before[:, k] = np.count_nonzero(dist < t, axis=1)
+        equal = dist == t
+        rows = np.nonzero(np.count_nonzero(equal, axis=1) > 1)[0]  # ties beyond the match itself
+        if rows.size:  # an item tied with the match precedes it iff its gallery index is lower
+            before[rows, k] += np.count_nonzero(equal[rows] & (columns < match_col[rows, k:k + 1]), axis=1)
+    return before - _same_pid_before(dist, thr, match_col, same_rows, same_cols)
+
+
+def _preceding_many(dist, thr, match_col, same_rows, same_cols) -> np.ndarray:
+    """(c, m) valid non-matches before each match: every item bucketed between the sorted match distances."""
+    c, m = thr.shape
+    bucket = np.empty(dist.shape, dtype=np.int32)  # (c, G) number of matches closer than each item
+    for r in range(c):
+        bucket[r] = np.searchsorted(thr[r], dist[r], side="left")
+    width = m + 1  # buckets 0..m; also the row stride of the padded thresholds
+    bucket += (np.arange(c, dtype=np.int32) * np.int32(width))[:, None]  # flat (row, bucket) index
+    padded = np.concatenate([thr, np.full((c, 1), np.inf, dtype=thr.dtype)], axis=1).ravel()
+    tied = np.take(padded, bucket) == dist  # the item's distance equals the next match's
+    tied[same_rows, same_cols] = False  # same-pid items are taken out below
+    if tied.any():  # equal distances: an item precedes a tied match iff its gallery index is lower
+        tr, tc = np.nonzero(tied)
+        flat = bucket[tr, tc].astype(np.int64)
+        dval = dist[tr, tc]
+        k = flat - tr * width  # bucket within the row
+        new = flat.copy()
+        while True:
+            inside = (k < m) & (padded[tr * width + np.minimum(k, m)] == dval)
+            if not inside.any():
+                break
+            new += inside & (match_col[tr, np.minimum(k, m - 1)] < tc)
+            k += 1
+        bucket[tr, tc] = new
+    # Count every item per bucket, then take the same-pid items (matches, junk) back out.
+    counts = np.bincount(bucket.ravel(), minlength=c * width)
+    counts -= np.bincount(bucket[same_rows, same_cols], minlength=c * width)
+    return np.cumsum(counts.reshape(c, width)[:, :m], axis=1)
+
+
 def _rank_chunk(dist: np.ndarray, q_pids, q_camids, gallery: _GalleryIndex):
     """Ranks of the matches for a chunk of queries.
 
@@ -108,47 +167,19 @@ def _rank_chunk(dist: np.ndarray, q_pids, q_camids, gallery: _GalleryIndex):
     slot = np.arange(rows.shape[0]) - (np.cumsum(num_match) - num_match)[rows]
     match_col = np.full((c, m_max), num_g, dtype=np.int64)
     match_col[rows, slot] = cols
-    dist_np = dist
-    thr = np.full((c, m_max), np.inf, dtype=dist_np.dtype)
-    thr[rows, slot] = dist_np[rows, cols]
+    thr = np.full((c, m_max), np.inf, dtype=dist.dtype)
+    thr[rows, slot] = dist[rows, cols]
     order = np.argsort(thr, axis=1, kind="stable")  # equal distances keep ascending gallery index
     thr = np.take_along_axis(thr, order, axis=1)
     match_col = np.take_along_axis(match_col, order, axis=1)
 
-    # Bucket of each gallery item: how many matches strictly precede it in (distance, index) order.
-    if m_max <= 8:  # few matches per query (iLIDS-VID: one): m_max vectorised comparisons beat a row loop
-        bucket = np.zeros((c, num_g), dtype=np.int32)  # (c, G) number of matches closer than each item
-        for k in range(m_max):
-            bucket += thr[:, k:k + 1] < dist_np
+    if m_max <= SMALL_MATCH_COUNT:
+        preceding = _preceding_few(dist, thr, match_col, same_rows, same_cols)
     else:
-        bucket = np.empty((c, num_g), dtype=np.int32)
-        for r in range(c):
-            bucket[r] = np.searchsorted(thr[r], dist_np[r], side="left")
-    width = m_max + 1  # buckets 0..m_max; also the row stride of the padded thresholds
-    bucket += (np.arange(c, dtype=np.int32) * np.int32(width))[:, None]  # flat (row, bucket) index
-    padded = np.concatenate([thr, np.full((c, 1), np.inf, dtype=thr.dtype)], axis=1).ravel()
-    tied = np.take(padded, bucket) == dist_np  # the item's distance equals the next match's
-    tied[same_rows, same_cols] = False  # same-pid items are taken out below
-    if tied.any():  # equal distances: a non-match precedes a tied match iff its gallery index is lower
-        tr, tc = np.nonzero(tied)
-        flat = bucket[tr, tc].astype(np.int64)
-        dval = dist_np[tr, tc]
-        k = flat - tr * width  # bucket within the row
-        new = flat.copy()
-        while True:
-            inside = (k < m_max) & (padded[tr * width + np.minimum(k, m_max)] == dval)
-            if not inside.any():
-                break
-            new += inside & (match_col[tr, np.minimum(k, m_max - 1)] < tc)
-            k += 1
-        bucket[tr, tc] = new
-    # Count every item per bucket, then take the same-pid items (matches, junk) back out.
-    counts = np.bincount(bucket.ravel(), minlength=c * width)
-    counts -= np.bincount(bucket[same_rows, same_cols], minlength=c * width)
-    counts = counts.reshape(c, width)
-    # Rank (0-based) of the k-th match = k earlier matches + non-matches in buckets 0..k.
+        preceding = _preceding_many(dist, thr, match_col, same_rows, same_cols)
+    # Rank (0-based) of the k-th match = k earlier matches + the valid non-matches before it.
     k_idx = np.arange(m_max, dtype=np.int64)[None, :]
-    ranks = k_idx + np.cumsum(counts[:, :m_max], axis=1)  # (c, m_max)
+    ranks = k_idx + preceding  # (c, m_max)
     real = k_idx < num_match[:, None]
     first_rank[has] = ranks[has, 0]
     precision = np.where(real, (k_idx + 1) / (ranks + 1.0), 0.0)

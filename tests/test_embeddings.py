@@ -76,15 +76,18 @@ def test_cache_is_used_and_invalidated_when_csv_changes(tmp_path):
     cache = ParseCache(tmp_path / "cache")
     f = write(tmp_path / "q.csv", "feat_0,person_id,camera_id\n1.0,3,1\n")
     assert read_embedding_csv(f, cache).features[0, 0] == 1.0
-    entries = list((tmp_path / "cache").rglob("*.npz"))
+    entries = list((tmp_path / "cache").rglob("*.npy"))
     assert len(entries) == 1
-    # a cached read does not parse: prove it by corrupting the cache entry's features
-    np.savez(entries[0], **{**dict(np.load(entries[0])), "features": np.array([[42.0]])})
+    # a cached read does not parse: prove it by changing the cache entry's feature value
+    data = np.load(entries[0])
+    data[0, 0] = 42.0
+    np.save(entries[0], data)
     assert read_embedding_csv(f, cache).features[0, 0] == 42.0
     time.sleep(0.01)
     write(f, "feat_0,person_id,camera_id\n2.0,3,1\n")
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert read_embedding_csv(f, cache).features[0, 0] == 2.0  # the change was seen
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1  # the stale entry was removed
 
 
 def test_cache_never_written_into_data_tree_by_default(tmp_path, monkeypatch):
@@ -94,7 +97,7 @@ def test_cache_never_written_into_data_tree_by_default(tmp_path, monkeypatch):
     f = write(data / "q.csv", "feat_0,person_id,camera_id\n1.0,3,1\n")
     read_embedding_csv(f, ParseCache())
     assert sorted(p.name for p in data.iterdir()) == ["q.csv"]
-    assert list((tmp_path / "elsewhere").rglob("*.npz"))
+    assert list((tmp_path / "elsewhere").rglob("*.npy"))
 
 
 def table(tmp_path, name, pids, cams, feats=None):

@@ -32,8 +32,16 @@ def random_problem(rng, num_q, num_g, num_ids, num_cams, dim=16, ties=False):
     return dist, q_pids, g_pids, q_cams, g_cams
 
 
+@pytest.fixture(params=["few", "many"])
+def match_path(request, monkeypatch):
+    """Run a test through both ways of counting (per-match comparisons, and searchsorted buckets)."""
+    import gafnet.metrics as metrics
+    monkeypatch.setattr(metrics, "SMALL_MATCH_COUNT", 10**6 if request.param == "few" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_equals_torchreid_on_random_problems(seed):
+def test_equals_torchreid_on_random_problems(seed, match_path):
     rng = np.random.default_rng(seed)
     num_ids = int(rng.integers(3, 30))
     dist, qp, gp, qc, gc = random_problem(rng, int(rng.integers(5, 80)), int(rng.integers(60, 400)),
@@ -46,7 +54,7 @@ def test_equals_torchreid_on_random_problems(seed):
     assert res.num_valid <= res.num_queries
 
 
-def test_invalid_queries_are_skipped_and_counted():
+def test_invalid_queries_are_skipped_and_counted(match_path):
     rng = np.random.default_rng(7)
     dist, qp, gp, qc, gc = random_problem(rng, 40, 120, 10, 3)
     qp[:5] = 999  # identities absent from the gallery
@@ -71,7 +79,7 @@ def test_query_whose_only_match_is_on_same_camera_is_skipped():
     assert res.mAP == pytest.approx(0.5)
 
 
-def test_hand_computed_average_precision():
+def test_hand_computed_average_precision(match_path):
     # one query, pid 5 cam 0; gallery sorted by distance: match, junk, non-match, match, non-match, match
     dist = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
     g_pids = np.array([5, 5, 1, 5, 2, 5])
@@ -82,7 +90,7 @@ def test_hand_computed_average_precision():
     np.testing.assert_array_equal(res.cmc, [1, 1, 1, 1, 1])
 
 
-def test_ties_are_broken_by_gallery_index():
+def test_ties_are_broken_by_gallery_index(match_path):
     dist = np.array([[1.0, 1.0, 1.0, 1.0]])
     g_pids = np.array([2, 1, 2, 1])
     res = rank_queries(dist, [1], g_pids, [0], [1, 1, 1, 1])
@@ -91,7 +99,7 @@ def test_ties_are_broken_by_gallery_index():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_ties_equal_a_stable_sort_brute_force(seed):
+def test_ties_equal_a_stable_sort_brute_force(seed, match_path):
     rng = np.random.default_rng(100 + seed)
     dist, qp, gp, qc, gc = random_problem(rng, 30, 90, 6, 3, ties=True)
     res = rank_queries(dist, qp, gp, qc, gc, max_rank=20)
@@ -112,7 +120,7 @@ def test_ties_equal_a_stable_sort_brute_force(seed):
     np.testing.assert_allclose(res.cmc, cmc, atol=1e-6)
 
 
-def test_equals_original_script_reference():
+def test_equals_original_script_reference(match_path):
     ref = np.load(DATA / "eval_cmc.npz")
     qf = torch.nn.functional.normalize(torch.from_numpy(ref["qf"]), dim=1)
     gf = torch.nn.functional.normalize(torch.from_numpy(ref["gf"]), dim=1)
