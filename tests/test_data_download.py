@@ -64,8 +64,15 @@ def no_network(monkeypatch):
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for var in (dl.GDRIVE_URL_ENV, dl.GAITGRAPH_RELEASE_ENV, dl.CACHE_ENV):
+    for var in (dl.GDRIVE_URL_ENV, dl.GAITGRAPH_RELEASE_ENV):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def cache(monkeypatch, tmp_path) -> Path:
+    """The project cache in tmp_path: downloads land in <cache>/downloads."""
+    monkeypatch.setenv(dl.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / "downloads"
 
 
 def test_the_guard_blocks_the_network():
@@ -400,7 +407,7 @@ def release(server, monkeypatch):
     return server
 
 
-def test_cli_downloads_casia_b_prints_the_digest_and_is_idempotent(release, tmp_path, capsys):
+def test_cli_downloads_casia_b_prints_the_digest_and_is_idempotent(release, tmp_path, capsys, cache):
     assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet") == 0
     dest = tmp_path / "data" / "casia-b"
     assert sorted(p.name for p in dest.iterdir()) == [MANIFEST_NAME, "casia-b_pose_test.csv",
@@ -410,7 +417,7 @@ def test_cli_downloads_casia_b_prints_the_digest_and_is_idempotent(release, tmp_
     out = capsys.readouterr().out
     assert f"SHA-256 {sha(CASIA_ZIP)}" in out
     assert f"python -m gafnet.data download casia-b --sha256 {sha(CASIA_ZIP)}" in out
-    assert (tmp_path / ".cache" / "downloads" / "gaitgraph-casia-b-data.zip").read_bytes() == CASIA_ZIP
+    assert (cache / "gaitgraph-casia-b-data.zip").read_bytes() == CASIA_ZIP
     assert not list(tmp_path.rglob(".gafnet-unpack-*"))
 
     count = len(release.requests)
@@ -425,13 +432,13 @@ def test_cli_weights_with_a_pinned_digest(release, tmp_path, capsys):
     assert (tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").read_bytes() == WEIGHTS
 
 
-def test_cli_wrong_digest_exits_non_zero_with_one_message(release, tmp_path, capsys):
+def test_cli_wrong_digest_exits_non_zero_with_one_message(release, tmp_path, capsys, cache):
     assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", "ab" * 32) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m gafnet.data: error: the download of gaitgraph_resgcn-n39-r8_coco_seq_60.pth")
     assert "was rejected: its SHA-256 is" in err
     assert not (tmp_path / "weights").exists()
-    assert list((tmp_path / ".cache" / "downloads").iterdir()) == []
+    assert list(cache.iterdir()) == []
 
 
 def test_cli_refuses_to_overwrite_different_weights_without_force(release, tmp_path, capsys):
@@ -670,7 +677,7 @@ def gdrive_file(body: bytes, **kwargs) -> Route:
                  content_type="application/zip", **kwargs)
 
 
-def test_gdrive_large_file_confirmation_is_handled(google, tmp_path, capsys):
+def test_gdrive_large_file_confirmation_is_handled(google, tmp_path, capsys, cache):
     body = gafnet_zip()
     google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html; charset=utf-8"))
     google.add("/drive.usercontent.google.com/download", gdrive_file(body))
@@ -680,12 +687,12 @@ def test_gdrive_large_file_confirmation_is_handled(google, tmp_path, capsys):
     paths = google.paths()
     assert paths[0] == f"/drive.google.com/uc?id={FILE_ID}"
     assert paths[1].startswith("/drive.usercontent.google.com/download?") and "confirm=t" in paths[1]
-    assert (root / ".cache" / "downloads" / "gaf-net-data.zip").read_bytes() == body
-    assert list((root / ".cache" / "downloads" / ".incoming").iterdir()) == []
+    assert (cache / "gaf-net-data.zip").read_bytes() == body
+    assert list((cache / ".incoming").iterdir()) == []
     assert f"--sha256 {sha(body)}" in capsys.readouterr().out
 
 
-def test_gdrive_quota_page_points_to_from_zip(google, tmp_path, capsys):
+def test_gdrive_quota_page_points_to_from_zip(google, tmp_path, capsys, cache):
     quota = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>\n"
              b'<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. '
              b"Please try accessing the file again later.</p>\n</body></html>")
@@ -698,10 +705,10 @@ def test_gdrive_quota_page_points_to_from_zip(google, tmp_path, capsys):
     assert f"https://drive.google.com/file/d/{FILE_ID}/view" in err
     assert "python -m gafnet.data download gafnet --from-zip PATH" in err
     assert not (root / "embeddings").exists()
-    assert not (root / ".cache" / "downloads" / "gaf-net-data.zip").exists()
+    assert not (cache / "gaf-net-data.zip").exists()
 
 
-def test_gdrive_interrupted_download_resumes_with_range(google, tmp_path, capsys):
+def test_gdrive_interrupted_download_resumes_with_range(google, tmp_path, capsys, cache):
     body = gafnet_zip(extra={"noise.bin": noise(1_500_000)})  # gdown writes in 512 kB chunks
     google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
     google.add("/drive.usercontent.google.com/download",
@@ -710,7 +717,6 @@ def test_gdrive_interrupted_download_resumes_with_range(google, tmp_path, capsys
     assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err
     assert "run the same command again to resume" in err
-    cache = root / ".cache" / "downloads"
     assert not (cache / "gaf-net-data.zip").exists()
     (partial,) = (cache / ".incoming").glob("*.part")
     kept = partial.stat().st_size
@@ -742,11 +748,10 @@ def test_gdrive_mirror_http_404_is_reported(server, monkeypatch, tmp_path, capsy
     assert "HTTP 404 while downloading gaf-net-data.zip" in err and "--from-zip" in err
 
 
-def test_gdrive_file_that_is_an_html_page_is_rejected(google, tmp_path, capsys):
+def test_gdrive_file_that_is_an_html_page_is_rejected(google, tmp_path, capsys, cache):
     google.add("/drive.google.com/uc", gdrive_file(HTML_PAGE))
     assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     assert "it is an HTML page titled 'Google Drive - Quota exceeded'" in capsys.readouterr().err
-    cache = tmp_path / ".cache" / "downloads"
     assert not (cache / "gaf-net-data.zip").exists() and list((cache / ".incoming").iterdir()) == []
 
 

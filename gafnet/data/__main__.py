@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "all: the three (default: gafnet)")
     dl.add_argument("--root", type=Path, default=Path("."), help="repository root to install into (default: .)")
     dl.add_argument("--cache-dir", type=Path, default=None,
-                    help=f"where downloads go (default: ${CACHE_ENV} or <root>/.cache/downloads)")
+                    help=f"where downloads go (default: ${CACHE_ENV}/downloads, else ~/.cache/gafnet/downloads)")
     dl.add_argument("--from-zip", "--from-file", dest="from_file", type=Path, default=None, metavar="PATH",
                     help="use a file downloaded by hand instead of downloading (one target only)")
     dl.add_argument("--sha256", default=None, metavar="HEX",

@@ -7,7 +7,7 @@
     gaitgraph-weights  GaitGraph's checkpoint gaitgraph_resgcn-n39-r8_coco_seq_60.pth, same release
                        -> ./weights/
 
-Downloads land in a cache directory (``<root>/.cache/downloads``, or ``$GAFNET_CACHE_DIR``). The bytes
+Downloads land in ``downloads/`` of the project's cache (``$GAFNET_CACHE_DIR``, else ``~/.cache/gafnet``). The bytes
 go to ``<name>.part`` first and are resumed from there with an HTTP Range request; only a complete file
 whose size, leading bytes ("magic") and, when pinned, SHA-256 are right is renamed to ``<name>``.
 Google Drive goes through gdown, which handles its large-file confirmation page and resumes its own
@@ -53,6 +53,7 @@ from gafnet.data.verify import (
     check_gafnet,
     check_weights,
 )
+from gafnet.embeddings import default_cache_dir as project_cache_dir
 from gafnet.errors import InputError
 
 GAFNET_GDRIVE_ID = "1oop2lyLT3nceZMtPrreMjY2yUv9bGea3"
@@ -135,9 +136,10 @@ def weights_path(root: str | Path) -> Path:
     return Path(root) / "weights" / GAITGRAPH_WEIGHTS_NAME
 
 
-def default_cache_dir(root: str | Path) -> Path:
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path(root) / ".cache" / "downloads"
+def default_cache_dir() -> Path:
+    """``downloads/`` in the project's cache (``$GAFNET_CACHE_DIR``, else ``~/.cache/gafnet``), next to the
+    CSV parse cache of :mod:`gafnet.embeddings`."""
+    return project_cache_dir().expanduser() / "downloads"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,7 +439,7 @@ class DownloadRequest:
     """What ``python -m gafnet.data download`` was asked to do."""
 
     root: Path = Path(".")
-    cache_dir: Path | None = None  # default: default_cache_dir(root)
+    cache_dir: Path | None = None  # default: default_cache_dir()
     from_file: Path | None = None  # a file downloaded by hand (--from-zip)
     sha256: str | None = None  # pinned digest (--sha256); default: the asset's, if known
     url: str | None = None  # source override (--url)
@@ -471,7 +473,7 @@ def obtain(asset: Asset, request: DownloadRequest) -> Path:
             raise InputError(f"--from-zip {path} is not usable: {problem}")
         _print_digest(request, asset, path, pinned)
         return path
-    cache = request.cache_dir or default_cache_dir(request.root)
+    cache = request.cache_dir or default_cache_dir()
     dest = cache / asset.filename
     if dest.is_file():
         problem = content_problem(dest, asset, asset.size, pinned)
