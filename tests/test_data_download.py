@@ -229,8 +229,11 @@ def noise(n: int, seed: bytes = b"gafnet") -> bytes:
     return bytes(out[:n])
 
 
-CASIA_ZIP = zip_bytes({"noise.bin": noise(100_000),"casia-b_pose_train_valid.csv": b"image_name,x0\nframes/001-nm-01-090/000042.jpg,1\n" * 500,
-                       "casia-b_pose_test.csv": b"image_name,x0\nframes/075-nm-05-090/000001.jpg,1\n" * 500})
+CASIA_ZIP = zip_bytes({
+    "noise.bin": noise(100_000),
+    "casia-b_pose_train_valid.csv": b"image_name,x0\nframes/001-nm-01-090/000042.jpg,1\n" * 500,
+    "casia-b_pose_test.csv": b"image_name,x0\nframes/075-nm-05-090/000001.jpg,1\n" * 500,
+})
 WEIGHTS = b"PK\x03\x04" + bytes(range(256)) * 64
 HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head>"
              b"<body>Too many users have viewed or downloaded this file recently.</body></html>")
