@@ -1,6 +1,7 @@
 """GAF-Net: gait + appearance fusion for video person re-identification.
 
-Reference implementation of Tudor Ciora et al., "GAF-Net", VISAPP 2024. The package holds
+Reference implementation of Boujou et al., "GAF-Net: Video-Based Person Re-Identification via
+Appearance and Gait Recognitions", VISAPP 2024. The package holds
 everything the command-line scripts use:
 
 - :mod:`gafnet.metrics`     CMC / mAP (one implementation, torchreid's protocol)
