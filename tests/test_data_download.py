@@ -98,6 +98,7 @@ class Route:
     etag: str | None = None
     truncate_at: int | None = None  # announce the full length, send this many bytes, hang up
     redirect: str | None = None  # 302 to this path
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
 
 class LocalServer:
@@ -164,7 +165,8 @@ class LocalServer:
             body, status = body[start:], 206
         handler.send_response(status)
         handler.send_header("Content-Type", route.content_type)
-        handler.send_header("Content-Length", str(len(body)))
+        if not route.no_length:
+            handler.send_header("Content-Length", str(len(body)))
         if route.ranges:
             handler.send_header("Accept-Ranges", "bytes")
         for key, value in extra.items():
@@ -755,6 +757,15 @@ def test_gdrive_file_that_is_an_html_page_is_rejected(google, tmp_path, capsys, 
     google.add("/drive.google.com/uc", gdrive_file(HTML_PAGE))
     assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     assert "it is an HTML page titled 'Google Drive - Quota exceeded'" in capsys.readouterr().err
+    assert not (cache / "gaf-net-data.zip").exists() and list((cache / ".incoming").iterdir()) == []
+
+
+def test_gdrive_cut_transfer_without_content_length_is_rejected(google, tmp_path, capsys, cache):
+    """Nothing announces the size, so neither gdown nor HTTP can tell; the missing zip directory does."""
+    body = gafnet_zip()
+    google.add("/drive.google.com/uc", gdrive_file(body, no_length=True, truncate_at=len(body) // 2))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--quiet", "--retries", "0") == 2
+    assert "it is not a complete zip archive" in capsys.readouterr().err
     assert not (cache / "gaf-net-data.zip").exists() and list((cache / ".incoming").iterdir()) == []
 
 

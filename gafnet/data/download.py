@@ -28,6 +28,7 @@ import re
 import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -173,7 +174,8 @@ def _html_title(head: bytes) -> str | None:
 
 def content_problem(path: Path, asset: Asset, expected_size: int | None, sha256: str | None) -> str | None:
     """Why the complete file at ``path`` is not ``asset`` (None when it is). Size first, then the leading
-    bytes (an HTML page is named as such, with its title), then the digest."""
+    bytes (an HTML page is named as such, with its title), then, for a zip, its central directory (a
+    transfer cut short without a Content-Length to tell), then the digest."""
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         return f"it has {size} bytes, {expected_size} expected"
@@ -187,6 +189,11 @@ def content_problem(path: Path, asset: Asset, expected_size: int | None, sha256:
                     "served instead of the file)")
         kind = "a zip archive" if asset.magic == ZIP_MAGIC else "a PyTorch checkpoint"
         return f"it is not {kind} (starts with {head[:8]!r})"
+    if asset.magic == ZIP_MAGIC:
+        try:
+            zipfile.ZipFile(path).close()  # reads the central directory at the end: a cut file has none
+        except (zipfile.BadZipFile, OSError) as exc:
+            return f"it is not a complete zip archive ({exc}): the transfer was cut short"
     if sha256 is not None:
         actual = sha256_file(path)
         if actual != sha256:
