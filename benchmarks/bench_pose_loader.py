@@ -1,0 +1,161 @@
+"""Benchmark: reading a CASIA-B-size pose CSV with gafnet.gait.poses vs the original GaitGraph approach.
+
+    python benchmarks/bench_pose_loader.py                 # 1.4 M rows (about 10 s to write the file)
+    python benchmarks/bench_pose_loader.py --rows 200000   # quick run
+
+Writes a synthetic CASIA-B pose file (names like ``frames/001-nm-01-090/000042.jpg``, 51 values per row,
+plus a few bad rows of every kind) to a temporary directory, then reports the median of ``--repeats`` runs of:
+
+- ours: ``parse_pose_file`` (Arrow C++ CSV reader + numpy grouping), on the file with bad rows and on a
+  clean copy;
+- the original approach: ``np.loadtxt(dtype=str)`` and a per-row Python loop (junk check, float conversion,
+  name split, dict grouping), re-implemented here. It is timed on the first ``--original-rows`` rows of
+  the clean file and extrapolated linearly to the full size (loadtxt cannot read ragged rows at all, and
+  holds every cell as a fixed-width unicode string, so the full file would need many GB);
+- a cached load (``load_poses(cache_dir=...)`` after the cache was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gafnet.gait.poses import CSV_HEADER, load_poses, parse_pose_file  # noqa: E402
+
+CONDITIONS = ["nm"] * 6 + ["bg"] * 2 + ["cl"] * 2
+VIEWS = range(0, 181, 18)
+
+
+def write_casia_like(path: Path, rows: int, seed: int = 0, bad_rows: bool = True) -> int:
+    """Write ``rows`` data rows (plus, with ``bad_rows``, one bad row of each kind every ~100k rows)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    rng = np.random.default_rng(seed)
+    names = []
+    frames_per_seq = 100
+    subject = 0
+    while len(names) < rows:
+        subject += 1
+        for k, cond in enumerate(CONDITIONS):
+            seq = k + 1 if cond == "nm" else (k - 5 if cond == "bg" else k - 7)
+            for view in VIEWS:
+                n = int(rng.integers(frames_per_seq - 30, frames_per_seq + 30))
+                start = int(rng.integers(0, 20))
+                names.extend(f"frames/{subject:03d}-{cond}-{seq:02d}-{view:03d}/{f:06d}.jpg"
+                             for f in range(start, start + n))
+    names = names[:rows]
+    written = 0
+    chunk = 100_000
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(CSV_HEADER + "\n")
+        for lo in range(0, rows, chunk):
+            hi = min(rows, lo + chunk)
+            xy = rng.uniform(20, 300, size=(hi - lo, 17, 2)).round(3).astype(np.float32)
+            conf = rng.uniform(0, 1, size=(hi - lo, 17, 1)).round(4).astype(np.float32)
+            values = np.concatenate([xy, conf], axis=2).reshape(hi - lo, 51)
+            columns = [pa.array(names[lo:hi])] + [pa.array(values[:, j]) for j in range(51)]
+            table = pa.table(columns, names=["image_name"] + [f"v{j}" for j in range(51)])
+            text = _to_csv(table, csv)
+            fh.write(text)
+            written += hi - lo
+            if bad_rows:
+                good = ",".join(["1.5"] * 51)
+                fh.write(f"frames/001-nm-01-090/{lo:06d}.jpg," + ",".join(["1.5"] * 40) + "\n")
+                fh.write(f"frames/001-nm-01-090/{lo:06d}.jpg," + good.replace("1.5", "abc", 1) + "\n")
+                fh.write(f"frames/001-nm-01-090/{lo:06d}.jpg," + good.replace("1.5", "nan", 1) + "\n")
+                fh.write(f"frames/not-a-casia-name/{lo:06d}.jpg," + good + "\n")
+                written += 4
+    return written
+
+
+def _to_csv(table, csv) -> str:
+    import io
+
+    sink = io.BytesIO()
+    csv.write_csv(table, sink, csv.WriteOptions(include_header=False, quoting_style="none"))
+    return sink.getvalue().decode()
+
+
+def original_parse(path: Path) -> dict:
+    """The original GaitGraph reading, re-implemented: loadtxt of strings, then one Python step per row."""
+    data = np.loadtxt(path, delimiter=",", dtype=str, skiprows=1)
+    sequences: dict = {}
+    conditions = {"nm": 0, "bg": 1, "cl": 2}
+    for row in data:
+        name = row[0]
+        if name.startswith("00-1"):
+            continue
+        try:
+            values = np.array([float(v) for v in row[1:]], dtype=np.float32).reshape(17, 3)
+        except ValueError:
+            print("Invalid pose data")
+            continue
+        folder = name.split("/")[-2]
+        subject, cond, seq, view = folder.split("-")
+        target = (int(subject), conditions[cond], int(seq), int(view))
+        sequences.setdefault(target, []).append(values)
+    return {k: np.stack(v) for k, v in sequences.items()}
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_400_000, help="data rows in the test file (default 1.4 M)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the median is shown")
+    parser.add_argument("--original-rows", type=int, default=50_000,
+                        help="rows the original approach is timed on, then extrapolated (default 50000)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench_poses_") as tmp:
+        tmp = Path(tmp)
+        bad_file, clean_file, sub_file = tmp / "casia_bad.csv", tmp / "casia_clean.csv", tmp / "casia_sub.csv"
+        t0 = time.perf_counter()
+        rows = write_casia_like(bad_file, args.rows, bad_rows=True)
+        write_casia_like(clean_file, args.rows, bad_rows=False)
+        sub_rows = min(args.original_rows, args.rows)
+        write_casia_like(sub_file, sub_rows, bad_rows=False)
+        size_mb = bad_file.stat().st_size / 1e6
+        print(f"wrote {rows:,} rows ({size_mb:.0f} MB) with bad rows, a clean copy and a {sub_rows:,}-row "
+              f"subsample in {time.perf_counter() - t0:.1f} s")
+
+        result = parse_pose_file(bad_file, "casia-b")
+        print(result.report.summary().splitlines()[0])
+        ours_bad = median_time(lambda: parse_pose_file(bad_file, "casia-b"), args.repeats)
+        ours_clean = median_time(lambda: parse_pose_file(clean_file, "casia-b"), args.repeats)
+        print(f"ours, file with bad rows : {ours_bad:6.2f} s   (median of {args.repeats})")
+        print(f"ours, clean file         : {ours_clean:6.2f} s")
+
+        original_sub = median_time(lambda: original_parse(sub_file), 1 if sub_rows > 100_000 else args.repeats)
+        original_full = original_sub * args.rows / sub_rows
+        note = "" if sub_rows == args.rows else f"  (timed on {sub_rows:,} rows: {original_sub:.2f} s, extrapolated linearly)"
+        print(f"original approach        : {original_full:6.2f} s{note}")
+        print(f"speed-up (clean file)    : {original_full / ours_clean:6.1f}x")
+        print(f"speed-up (with bad rows) : {original_full / ours_bad:6.1f}x")
+
+        cache = tmp / "cache"
+        load_poses(bad_file, "casia-b", cache_dir=cache)  # writes the cache
+        cached = median_time(lambda: load_poses(bad_file, "casia-b", cache_dir=cache), args.repeats)
+        assert load_poses(bad_file, "casia-b", cache_dir=cache).report.from_cache
+        print(f"cached load              : {cached:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
