@@ -16,7 +16,8 @@ from .atomic import atomic_path, write_json
 from .embeddings import ParseCache, default_cache_dir
 from .errors import InputError, user_errors
 from .fusion import BACKBONES, SplitData, cross_validated_choice, evaluate_lambdas, evaluate_rerank, load_split
-from .layout import NUM_SPLITS, embedding_csv
+from .data.verify import check_embeddings
+from .layout import NUM_SPLITS
 from .metrics import RankResult
 
 RANKS = (1, 5, 10, 20)
@@ -72,18 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_cache", action="store_true", help="parse every CSV, read and write no parse cache")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     return p
-
-
-def _missing_message(data_path: Path, folders: list[str], splits: list[int]) -> str | None:
-    needed = [embedding_csv(data_path, f, k, s) for f in folders for s in splits for k in ("query", "gallery")]
-    missing = [p for p in needed if not p.is_file()]
-    if not missing:
-        return None
-    where = f"{data_path} does not exist" if not data_path.exists() else \
-        f"{len(missing)} of {len(needed)} needed files are missing under {data_path}, e.g. {missing[0]}"
-    return (f"no embeddings to evaluate: {where}. Get the released data with "
-            f"'python -m gafnet.data download gafnet' (or '--from-zip gaf-net-data.zip' for a zip downloaded by hand), "
-            f"pass --data_path, or run 'python evaluate.py --demo' for a synthetic tree")
 
 
 def _percent(result: RankResult) -> dict:
@@ -255,9 +244,11 @@ def run(args: argparse.Namespace) -> dict:
     else:
         data_path = Path(args.data_path)
     gaits = {n: args.gait or BACKBONES[n].gait for n in names}
-    missing = _missing_message(data_path, sorted(set(names) | set(gaits.values())), splits)
-    if missing:
-        raise InputError(missing)
+    report = check_embeddings(data_path, folders=sorted(set(names) | set(gaits.values())), splits=splits)
+    if not report.ok:
+        summary = "; ".join(line.strip() for line in report.summary(max_lines=1).splitlines())
+        raise InputError(summary.rstrip(".") + "; or pass --data_path, or run 'python evaluate.py --demo' "
+                         "for a synthetic tree")
     results = {}
     for name in names:
         loaded = [load_split(data_path, name, gaits[name], s, cache) for s in splits]

@@ -120,10 +120,10 @@ def broken_tree(tree, tmp_path):
 
 
 @pytest.mark.parametrize("mutation, message", [
-    (lambda p: p.write_text(""), "the file is empty"),
-    (lambda p: p.write_text(p.read_text().splitlines()[0] + "\n"), "header but no data rows"),
+    (lambda p: p.write_text(""), "gallery_split3.csv: empty file"),
+    (lambda p: p.write_text(p.read_text().splitlines()[0] + "\n"), "gallery_split3.csv: header only, no data rows"),
     (lambda p: p.write_text(p.read_text().replace(",2\n", ",2,7\n", 1)), "expected .* values"),
-    (lambda p: p.unlink(), "missing"),
+    (lambda p: p.unlink(), "missing: .*gallery_split3.csv"),
 ])
 def test_bad_files_exit_2_with_one_line(tree, tmp_path, cache, mutation, message):
     root = broken_tree(tree, tmp_path)
