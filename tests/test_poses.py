@@ -435,3 +435,24 @@ def test_dataset_randomness_is_reproducible_per_seed_epoch_index(tmp_path):
     a.set_epoch(1)
     assert not np.array_equal(a[0][0], before)
     assert not np.array_equal(PoseDataset(poses, noisy, seed=4)[0][0], before)
+
+
+def test_a_data_row_on_line_1_is_still_the_header_but_noted(tmp_path):
+    lines = [row("cam1_person001_00001.png", pose_values(0)), row("cam1_person001_00002.png", pose_values(1))]
+    result = parse_pose_file(write(tmp_path, lines), "ilids")
+    assert result.report.rows_read == 1
+    assert any("looks like a data row" in note for note in result.report.notes)
+
+
+def test_dataset_works_with_a_torch_dataloader(tmp_path):
+    import torch
+
+    from gafnet.gait.augment import train_transform
+
+    lines = [HEADER] + [row(f"cam{c}_person{p:03d}_{f:05d}.png", pose_values(f))
+                        for p in (1, 2) for c in (1, 2) for f in range(30)]
+    poses = load_poses(write(tmp_path, lines), "ilids", sequence_length=20)
+    loader = torch.utils.data.DataLoader(PoseDataset(poses, train_transform(20), seed=0), batch_size=4)
+    data, (person, camera) = next(iter(loader))
+    assert data.shape == (4, 1, 3, 20, 17) and data.dtype == torch.float32
+    assert person.tolist() == [1, 1, 2, 2] and camera.tolist() == [1, 2, 1, 2]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -346,6 +347,10 @@ def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_l
         raw = np.frombuffer(buffer, dtype=np.uint8)
         header_end = _header_end(raw)
         report = PoseReport(path=str(path), dataset=fmt.name)
+        header = raw[:header_end].tobytes().decode("utf-8", "replace").split(",", 1)[0].strip()
+        if re.match(fmt.pattern, header):
+            report.notes.append(f"line 1 ({header!r}) looks like a data row; line 1 is always read as the header, "
+                                "as the original does")
         if _has_content(raw[header_end:]):
             table, ragged, non_numeric = _read_table(buffer.slice(header_end), str(path))
         else:
@@ -442,32 +447,24 @@ def _text_to_float(column):
     return floats, bad
 
 
-def _values(table, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values of the rows in ``keep`` that are all finite, compacted: ((M, 51) float32, (N,) finite mask).
+def _values(table) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 51) float32 values, row-major, and a per-row 'all finite' mask.
 
-    Built batch by batch (Arrow's column chunks → a small row-major block → the kept rows), so the file's
-    values are copied once and the bad rows never need a second pass.
+    Built batch by batch (Arrow's column chunks → rows of a preallocated array), one copy of the values.
     """
     n = table.num_rows
-    out = np.empty((int(np.count_nonzero(keep)), NUM_VALUES), dtype=np.float32)
+    values = np.empty((n, NUM_VALUES), dtype=np.float32)
     finite = np.empty(n, dtype=bool)
-    scratch = np.empty((0, NUM_VALUES), dtype=np.float32)
-    row = written = 0
+    row = 0
     for batch in table.select(_VALUE_NAMES).to_batches():
         rows = batch.num_rows
-        if len(scratch) < rows:
-            scratch = np.empty((rows, NUM_VALUES), dtype=np.float32)
-        block = scratch[:rows]
+        block = values[row:row + rows]
         for j in range(NUM_VALUES):  # nulls (empty cells, "nan") come out as NaN
             block[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
         # a sum in float64 is finite iff every float32 term is
-        ok = np.isfinite(block.sum(axis=1, dtype=np.float64))
-        finite[row:row + rows] = ok
-        take = ok & keep[row:row + rows]
-        count = int(np.count_nonzero(take))
-        out[written:written + count] = block if count == rows else block[take]
-        row, written = row + rows, written + count
-    return out[:written], finite
+        finite[row:row + rows] = np.isfinite(block.sum(axis=1, dtype=np.float64))
+        row += rows
+    return values, finite
 
 
 def _names(table, fmt: PoseFormat):
@@ -505,11 +502,12 @@ def _build(raw, header_end, table, ragged, non_numeric, fmt: PoseFormat, report:
         group = np.zeros(0, np.int64)
         target_of_group = np.zeros((0, k), np.int64)
     else:
-        junk, matched, group, key_table, canonical = _names(table, fmt)
+        with ThreadPoolExecutor(1) as pool:  # names (Arrow kernels, no GIL) alongside the value copy
+            names = pool.submit(_names, table, fmt)
+            values, finite = _values(table)
+            junk, matched, group, key_table, canonical = names.result()
         target_of_group = np.zeros((int(canonical.max()) + 1 if len(canonical) else 0, k), np.int64)
         target_of_group[canonical] = key_table
-        keep = matched & ~junk if non_numeric is None else matched & ~junk & ~non_numeric
-        values, finite = _values(table, keep)  # values of the good rows only, in file order
     n = len(finite)
     reason = np.zeros(n, dtype=np.int8)
     reason[~matched] = BAD_NAME
@@ -556,11 +554,13 @@ def _build(raw, header_end, table, ragged, non_numeric, fmt: PoseFormat, report:
     ]
     report.rows_used = int(np.count_nonzero(good))
 
-    good_groups = group[good]
-    assert len(good_groups) == len(values)
+    good_rows = np.flatnonzero(good)
+    good_groups = group[good_rows]
     order, offsets, first = group_rows(good_groups)
-    if order is not None:  # some target's rows are not contiguous in the file: one gather
-        values = values[order]
+    if order is not None:  # some target's rows are not contiguous in the file
+        values = values[good_rows[order]]
+    elif len(good_rows) < n:  # bad rows to leave out
+        values = values[good_rows]
     poses = values.reshape(len(values), NUM_JOINTS, NUM_CHANNELS)
     targets = target_of_group[good_groups[first]] if len(first) else np.zeros((0, k), np.int64)
     report.sequences, report.frames = len(offsets) - 1, int(offsets[-1])
@@ -730,6 +730,13 @@ def _concat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 # Cache
 # --------------------------------------------------------------------------------------------------
 
+def default_cache_dir() -> Path:
+    """``poses/`` in the project cache (``$GAFNET_CACHE_DIR``, else ``~/.cache/gafnet``), as the embedding cache."""
+    from gafnet.embeddings import default_cache_dir as project_cache
+
+    return project_cache() / "poses"
+
+
 def cache_path(path: str | os.PathLike, dataset: str, cache_dir: str | os.PathLike) -> Path:
     """The cache file for ``path``: keyed by its absolute path, size, mtime and a hash of its first/last MiB.
 
@@ -799,19 +806,14 @@ def write_pose_csv(path: str | os.PathLike, names: Sequence[str], poses: np.ndar
 # torch Dataset
 # --------------------------------------------------------------------------------------------------
 
-def _torch_dataset_base():
-    try:
-        from torch.utils.data import Dataset
-    except ImportError:  # pragma: no cover - torch is a requirement
-        return object
-    return Dataset
-
-
-class PoseDataset(_torch_dataset_base()):
+class PoseDataset:
     """Map-style dataset over a :class:`PoseSet`: item ``i`` is ``(transform(sequence_i), target_i)``.
 
     As the original GaitGraph ``PoseDataset.__getitem__``: the (T, 17, 3) float32 array of the sequence's
     frames (a copy) goes through ``transform`` and is returned with its target tuple.
+
+    A plain map-style dataset (``__len__`` / ``__getitem__``): ``torch.utils.data.DataLoader`` takes it as is,
+    and importing this module does not import torch.
 
     Randomness: ``transform`` is called as ``transform(data, rng=rng)``. With ``seed`` set, ``rng`` is
     ``np.random.default_rng([seed, epoch, index])`` — the same augmentation for the same (seed, epoch,
