@@ -456,3 +456,25 @@ def test_dataset_works_with_a_torch_dataloader(tmp_path):
     data, (person, camera) = next(iter(loader))
     assert data.shape == (4, 1, 3, 20, 17) and data.dtype == torch.float32
     assert person.tolist() == [1, 1, 2, 2] and camera.tolist() == [1, 2, 1, 2]
+
+
+def test_line_table_by_text_and_by_comma_count_agree(tmp_path):
+    lines = [HEADER, row("cam1_person001_00001.png", pose_values(1)), "", "a,b", row("00-1x", [1] * 3),
+             "cam1_person001_00002.png," + ",".join(["1"] * 60), row("cam1_person001_00003.png", pose_values(3)), "a,b"]
+    raw = np.frombuffer(write(tmp_path, lines, newline="\r\n").read_bytes(), np.uint8)
+    header_end = P._header_end(raw)
+    ragged = ["a,b", "00-1x,1,1,1", "cam1_person001_00002.png," + ",".join(["1"] * 60), "a,b"]
+    by_text = P._line_table(raw, header_end, ragged)
+    by_count = P._line_table(raw, header_end, ragged, max_texts=0, chunk=7)  # tiny pieces: boundaries inside lines
+    assert by_text.columns.tolist() == by_count.columns.tolist() == [52, 0, 2, 4, 61, 52, 2]  # an empty line has no column
+    assert by_text.empty.tolist() == by_count.empty.tolist() == [False, True, False, False, False, False, False]
+    assert by_text.junk.tolist() == by_count.junk.tolist() == [False, False, False, True, False, False, False]
+    assert by_text.number.tolist() == [2, 3, 4, 5, 6, 7, 8]
+
+
+def test_many_ragged_rows(tmp_path):
+    lines = [HEADER] + [row(f"cam1_person001_{i:05d}.png", pose_values(i)[: i % 40]) for i in range(400)]
+    result = parse_pose_file(write(tmp_path, lines), "ilids", max_listed=1000)
+    assert result.report.bad_rows == 400
+    # a row with no value still has the comma after its name: 2 columns
+    assert result.report.bad_lines == [(i + 2, f"{max(i % 40 + 1, 2)} columns, expected 52") for i in range(400)]

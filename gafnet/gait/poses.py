@@ -599,13 +599,14 @@ class _Lines:
 
 
 def _line_table(raw: np.ndarray, header_end: int, ragged_texts: Sequence[str] = (),
-                chunk: int = 64 << 20) -> _Lines:
+                chunk: int = 64 << 20, max_texts: int = 256) -> _Lines:
     """Per data line: its file line number, whether it is empty, its column count and junk prefix.
 
     Only built when a file has bad rows, to turn Arrow's row order into file line numbers. Newlines are
     found with numpy, piece by piece. The lines Arrow skipped for their column count are found by their
     text (Arrow's invalid-row handler gives it): same length first, then the same bytes. Every other
-    non-empty line is reported as having the expected 52 columns.
+    non-empty line is reported as having the expected 52 columns. With more than ``max_texts`` distinct
+    ragged texts, every line's commas are counted instead.
     """
     body = raw[header_end:]
     size = len(body)
@@ -617,9 +618,14 @@ def _line_table(raw: np.ndarray, header_end: int, ragged_texts: Sequence[str] = 
         starts, ends = starts[:-1], ends[:-1]
     ends = ends - ((ends > starts) & (body[np.maximum(ends - 1, 0)] == 13))  # strip the CR of CRLF
     lengths = ends - starts
-    columns = np.full(len(starts), NUM_COLUMNS, dtype=np.int64)
+    distinct = set(ragged_texts)
+    if len(distinct) > max_texts:  # many ragged rows: count every line's commas instead
+        columns = np.where(lengths == 0, 0, _comma_counts(body, starts, ends, chunk) + 1)
+        return _Lines(number=np.arange(len(starts), dtype=np.int64) + 2, empty=lengths == 0,
+                      columns=columns, junk=_starts_with_junk(body, starts, ends))
+    columns = np.where(lengths == 0, 0, NUM_COLUMNS)
     junk = np.zeros(len(starts), dtype=bool)
-    for text in set(ragged_texts):
+    for text in distinct:
         data = text.rstrip("\r").encode("utf-8")
         candidates = np.flatnonzero(lengths == len(data))
         if len(data) == 0 or len(candidates) == 0:
@@ -632,6 +638,29 @@ def _line_table(raw: np.ndarray, header_end: int, ragged_texts: Sequence[str] = 
                 columns[line] = data.count(b",") + 1
                 junk[line] = data.startswith(JUNK_PREFIX.encode())
     return _Lines(number=np.arange(len(starts), dtype=np.int64) + 2, empty=lengths == 0, columns=columns, junk=junk)
+
+
+def _comma_counts(body: np.ndarray, starts: np.ndarray, ends: np.ndarray, chunk: int) -> np.ndarray:
+    """Commas in every line [start, end): commas before end − commas before start, piece by piece."""
+    points = np.empty(2 * len(starts), np.int64)
+    points[0::2], points[1::2] = starts, ends
+    before = np.empty(len(points), np.int64)
+    seen = done = 0
+    for a in range(0, len(body), chunk):
+        commas = np.flatnonzero(body[a:a + chunk] == 44) + a
+        upto = int(np.searchsorted(points, a + chunk, side="left"))
+        before[done:upto] = seen + np.searchsorted(commas, points[done:upto], side="left")
+        seen, done = seen + len(commas), upto
+    before[done:] = seen
+    return before[1::2] - before[0::2]
+
+
+def _starts_with_junk(body: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    junk = np.ones(len(starts), dtype=bool)
+    for i, byte in enumerate(JUNK_PREFIX.encode()):
+        at = np.minimum(starts + i, max(len(body) - 1, 0))
+        junk &= (starts + i < ends) & (body[at] == byte)
+    return junk
 
 
 # --------------------------------------------------------------------------------------------------
