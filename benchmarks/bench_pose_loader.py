@@ -1,6 +1,6 @@
 """Benchmark: reading a CASIA-B-size pose CSV with gafnet.gait.poses vs the original GaitGraph approach.
 
-    python benchmarks/bench_pose_loader.py                 # 1.4 M rows (about 10 s to write the file)
+    python benchmarks/bench_pose_loader.py                 # 1.4 M rows (about 20 s to write the files)
     python benchmarks/bench_pose_loader.py --rows 200000   # quick run
 
 Writes a synthetic CASIA-B pose file (names like ``frames/001-nm-01-090/000042.jpg``, 51 values per row,
@@ -116,24 +116,18 @@ def original_parse(path: Path) -> dict:
     return {k: np.stack(list(v.values())) for k, v in sequences.items() if v}
 
 
-def median_time(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls."""
-    times = []
+def median_time(fn, repeats: int) -> tuple[float, float]:
+    """Median wall time and median process CPU time (all threads) of ``repeats`` calls."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_400_000, help="data rows in the test file (default 1.4 M)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--original-rows", type=int, default=50_000,
-                        help="rows the original approach is timed on, then extrapolated (default 50000)")
-    args = parser.parse_args()
-
+def run(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_poses_") as tmp:
         tmp = Path(tmp)
         bad_file, clean_file, sub_file = tmp / "casia_bad.csv", tmp / "casia_clean.csv", tmp / "casia_sub.csv"
@@ -151,21 +145,34 @@ def main() -> None:
         print(result.report.summary().splitlines()[0])
         ours_bad = median_time(lambda: parse_pose_file(bad_file, "casia-b"), args.repeats)
         ours_clean = median_time(lambda: parse_pose_file(clean_file, "casia-b"), args.repeats)
-        print(f"ours, file with bad rows : {ours_bad:6.2f} s   (median of {args.repeats})")
-        print(f"ours, clean file         : {ours_clean:6.2f} s")
+        print(f"{'':26s}  wall      cpu (all threads)")
+        print(f"ours, file with bad rows : {ours_bad[0]:6.2f} s  {ours_bad[1]:6.2f} s   (median of {args.repeats})")
+        print(f"ours, clean file         : {ours_clean[0]:6.2f} s  {ours_clean[1]:6.2f} s")
 
-        original_sub = median_time(lambda: original_parse(sub_file), 1 if sub_rows > 100_000 else args.repeats)
-        original_full = original_sub * args.rows / sub_rows
-        note = "" if sub_rows == args.rows else f"  (timed on {sub_rows:,} rows: {original_sub:.2f} s, extrapolated linearly)"
-        print(f"original approach        : {original_full:6.2f} s{note}")
-        print(f"speed-up (clean file)    : {original_full / ours_clean:6.1f}x")
-        print(f"speed-up (with bad rows) : {original_full / ours_bad:6.1f}x")
+        wall, cpu = median_time(lambda: original_parse(sub_file), 1 if sub_rows > 100_000 else args.repeats)
+        scale = args.rows / sub_rows
+        original = (wall * scale, cpu * scale)
+        note = "" if sub_rows == args.rows else f"   (timed on {sub_rows:,} rows: {wall:.2f} s, extrapolated linearly)"
+        print(f"original approach        : {original[0]:6.2f} s  {original[1]:6.2f} s{note}")
+        print(f"speed-up, clean file     : {original[0] / ours_clean[0]:6.1f}x    {original[1] / ours_clean[1]:6.1f}x")
+        print(f"speed-up, with bad rows  : {original[0] / ours_bad[0]:6.1f}x    {original[1] / ours_bad[1]:6.1f}x")
 
         cache = tmp / "cache"
         load_poses(bad_file, "casia-b", cache_dir=cache)  # writes the cache
         cached = median_time(lambda: load_poses(bad_file, "casia-b", cache_dir=cache), args.repeats)
         assert load_poses(bad_file, "casia-b", cache_dir=cache).report.from_cache
-        print(f"cached load              : {cached:6.2f} s")
+        print(f"cached load              : {cached[0]:6.2f} s  {cached[1]:6.2f} s")
+        print(f"load average after timing: {os.getloadavg()[0]:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_400_000, help="data rows in the test file (default 1.4 M)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the median is shown")
+    parser.add_argument("--original-rows", type=int, default=50_000,
+                        help="rows the original approach is timed on, then extrapolated (default 50000)")
+    args = parser.parse_args()
+    run(args)
 
 
 if __name__ == "__main__":
