@@ -40,18 +40,13 @@ import numpy as np
 
 from gafnet.atomic import atomic_path
 from gafnet.errors import InputError
+from gafnet.gait.graph import JOINT_NAMES
 
 NUM_JOINTS = 17
 NUM_CHANNELS = 3  # x, y, confidence
 NUM_VALUES = NUM_JOINTS * NUM_CHANNELS  # 51
 NUM_COLUMNS = NUM_VALUES + 1  # image name + 51 values
 
-#: COCO-17 joint names (the same order as :data:`gafnet.gait.graph.JOINT_NAMES`).
-JOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
 LEFT_HIP, RIGHT_HIP = 11, 12
 
 #: Header written by :func:`write_pose_csv` (the reader ignores the header's content).
@@ -165,7 +160,7 @@ class PoseReport:
     junk_rows       rows skipped because the name starts with ``00-1`` (MARS person −1), as the original
     bad_rows        rows rejected, total; ``bad_by_reason`` splits it by reason (text keys)
     bad_lines       the first ``max_listed`` rejected rows as (file line number, reason); line 1 is the header
-    empty_lines     blank lines (skipped, not counted as rows)
+    empty_lines     blank lines, skipped (counted only when a file has bad rows: only then is it scanned)
     sequences       sequences in the result (after padding or dropping)
     short_sequences sequences with fewer than ``min_frames`` frames; ``short_action`` says what was done
     short_targets   the first ``max_listed`` of those as (target, frames)
