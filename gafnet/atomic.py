@@ -26,6 +26,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; results should get the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
