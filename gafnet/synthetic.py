@@ -70,22 +70,29 @@ def _folder_embeddings(rng, dim: int, noise: float, person_ids: np.ndarray):
 
 
 def write_tree(root: str | Path, seed: int = 0, dims: dict | None = None, num_splits: int = NUM_SPLITS,
-               folders=None, shuffle_gallery: bool = True) -> SyntheticTree:
-    """Write the synthetic tree under ``root`` (``root/ilids/...``); returns its description."""
+               folders=None, shuffle_gallery: bool = True, person_ids=None, test_ids=None) -> SyntheticTree:
+    """Write the synthetic tree under ``root`` (``root/ilids/...``); returns its description.
+
+    ``person_ids`` and ``test_ids`` (a list of per-split test identities) take an identity/split assignment
+    from elsewhere, e.g. the synthetic pose splits, so that appearance and gait describe the same people.
+    """
     root = Path(root)
     dims = dict(FULL_DIMS if dims is None else dims)
     folders = list(folders or dims)
     rng = np.random.default_rng(seed)
-    person_ids = ilids_person_ids(rng)
+    person_ids = ilids_person_ids(rng) if person_ids is None else np.asarray(sorted(person_ids))
+    if test_ids is not None:
+        num_splits = len(test_ids)
     for folder in folders:
         embed = _folder_embeddings(np.random.default_rng([seed, hash_name(folder)]), dims[folder],
-                                   LATENT_NOISE[folder], person_ids)
+                                   LATENT_NOISE.get(folder, 0.5), person_ids)
         for split in range(num_splits):
-            test_ids = test_identities(seed, split, person_ids)
+            split_ids = (np.asarray(sorted(test_ids[split])) if test_ids is not None
+                         else test_identities(seed, split, person_ids))
             order_rng = np.random.default_rng([seed, split, 7])
-            gallery_ids = order_rng.permutation(test_ids) if shuffle_gallery else test_ids
+            gallery_ids = order_rng.permutation(split_ids) if shuffle_gallery else split_ids
             noise_rng = np.random.default_rng([seed, hash_name(folder), split])
-            for kind, cam, pids in (("query", 1, test_ids), ("gallery", 2, gallery_ids)):
+            for kind, cam, pids in (("query", 1, split_ids), ("gallery", 2, gallery_ids)):
                 feats = embed(pids, cam, noise_rng)
                 is_gait = folder.startswith("gait")
                 write_embedding_csv(embedding_csv(root, folder, kind, split), feats, pids,
