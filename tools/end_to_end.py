@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""The whole GAF-Net method end to end on SYNTHETIC data, on a CPU, in minutes.
+
+    python tools/end_to_end.py                 # 3 splits, a few epochs each: under 10 minutes on 2 cores
+    python tools/end_to_end.py --quick         # tiny sizes, under a minute (what the test suite runs)
+
+Steps, each with the project's own scripts run as a user runs them (subprocesses):
+1. synthetic iLIDS-VID pose splits (gafnet.gait.synthetic_poses) and synthetic appearance embeddings
+   (gafnet.synthetic) for the same identities and splits, in the released layout;
+2. train GaitGraph per split on the split's training identities (stage-2 style: ``gaitgraph/src/train.py``);
+3. extract gait embeddings of the split's test identities (``gaitgraph/src/evaluate.py``) into
+   ``<work>/embeddings/ilids/gait1`` (copied to ``gait2``: one gait model serves all backbones here);
+4. the root ``evaluate.py`` on that tree, with a λ sweep (table + PNG);
+5. a table of appearance-only, gait-only and fused Rank-1 / mAP per backbone.
+
+Everything here is SYNTHETIC and says nothing about GAF-Net's accuracy on real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gafnet import synthetic  # noqa: E402
+from gafnet.gait import synthetic_poses  # noqa: E402
+
+
+def step(title: str) -> float:
+    print(f"\n=== {title}", flush=True)
+    return time.perf_counter()
+
+
+def sh(args: list[str], cwd: Path | None = None) -> str:
+    r = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stdout[-3000:])
+        print(r.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"step failed: {' '.join(args)}")
+    return r.stdout
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work_dir", default=str(ROOT / "runs" / "end_to_end"), help="everything is written here")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (under a minute), for the test suite")
+    p.add_argument("--splits", type=int, default=None, help="number of splits (default 3; --quick 1)")
+    p.add_argument("--num_ids", type=int, default=None, help="identities (default 300 as iLIDS-VID; --quick 40)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per split (default 6; --quick 1)")
+    p.add_argument("--network_name", default=None, help="default resgcn-n39-r8 (--quick: resgcn-b15-r8)")
+    p.add_argument("--sequence_length", type=int, default=None, help="default 60 (--quick 16)")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    splits = a.splits or (1 if a.quick else 3)
+    num_ids = a.num_ids or (40 if a.quick else 300)
+    epochs = a.epochs or (1 if a.quick else 6)
+    network = a.network_name or ("resgcn-b15-r8" if a.quick else "resgcn-n39-r8")
+    seq_len = a.sequence_length or (16 if a.quick else 60)
+    batch = 16 if a.quick else 64
+    lr = "1e-2"
+    work = Path(a.work_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    started = time.perf_counter()
+
+    t = step(f"1. synthetic data: {num_ids} identities, {splits} split(s) [SYNTHETIC]")
+    assignment = synthetic_poses.write_ilids_pose_splits(work / "poses", num_ids=num_ids, num_splits=splits, seed=a.seed)
+    dims = synthetic.SMALL_DIMS if a.quick else {"pit": 9216, "mgh": 5120, "osnet": 512}
+    synthetic.write_tree(work / "embeddings", seed=a.seed, dims=dims, folders=["pit", "mgh", "osnet"],
+                         person_ids=assignment.persons, test_ids=[s["test"] for s in assignment.splits])
+    print(f"   poses and appearance embeddings in {work} ({time.perf_counter() - t:.1f} s)")
+
+    gait_only = []
+    for s in range(splits):
+        t = step(f"2. train GaitGraph on split {s} ({network}, {epochs} epoch(s), batch {batch}, window {seq_len})")
+        out = sh([str(ROOT / "gaitgraph" / "src" / "train.py"), "iLIDS", str(work / "poses" / f"train_split{s}.csv"),
+                  "--epochs", str(epochs), "--batch_size", str(batch), "--learning_rate", lr, "--temp", "0.07",
+                  "--network_name", network, "--sequence_length", str(seq_len), "--save_dir", str(work / "runs"),
+                  "--exp_name", f"split{s}", "--seed", str(a.seed + s), "--quiet", "--device", "cpu"])
+        print("   " + "\n   ".join(l for l in out.splitlines() if l.startswith("epoch")))
+        print(f"   trained in {time.perf_counter() - t:.1f} s")
+        t = step(f"3. extract gait embeddings of split {s}'s test identities")
+        out = sh([str(ROOT / "gaitgraph" / "src" / "evaluate.py"), "iLIDS", str(work / "poses" / f"test_split{s}.csv"),
+                  "--weight_path", str(work / "runs" / f"split{s}" / "last.pt"), "--output_dir",
+                  str(work / "embeddings" / "ilids" / "gait1"), "--quiet", "--device", "cpu"])
+        line = next(l for l in out.splitlines() if l.startswith("gait only"))
+        print("   " + line)
+        gait_only.append(line)
+        print(f"   extracted in {time.perf_counter() - t:.1f} s")
+    shutil.copytree(work / "embeddings" / "ilids" / "gait1", work / "embeddings" / "ilids" / "gait2")
+
+    t = step("4. fusion: the root evaluate.py with a λ sweep")
+    result_json = work / "results.json"
+    plot = work / "lambda_sweep.png"
+    out = sh([str(ROOT / "evaluate.py"), "--data_path", str(work / "embeddings"), "--splits",
+              ",".join(str(s) for s in range(splits)), "--sweep", "0:2:0.05", "--plot", str(plot), "--output",
+              str(result_json), "--cache_dir", str(work / "cache"), "--quiet"])
+    print(out)
+    res = json.loads(result_json.read_text())["backbones"]
+
+    step("5. summary [SYNTHETIC DATA: not comparable with the paper]")
+    sweep_g = None
+    for name, r in res.items():
+        if "sweep" in r:
+            sweep_g = r["sweep"]
+    gait_r1 = [float(l.split("Rank-1 ")[1].split()[0]) for l in gait_only]
+    gait_map = [float(l.split("mAP ")[1].split()[0]) for l in gait_only]
+    print(f"{'backbone':8s} {'app R1':>7s} {'app mAP':>8s} {'gait R1':>8s} {'gait mAP':>9s} {'fused R1':>9s} {'fused mAP':>10s}  λ")
+    for name, r in res.items():
+        print(f"{name:8s} {r['appearance_only']['rank1']:7.2f} {r['appearance_only']['mAP']:8.2f} "
+              f"{sum(gait_r1) / len(gait_r1):8.2f} {sum(gait_map) / len(gait_map):9.2f} "
+              f"{r['mean']['rank1']:9.2f} {r['mean']['mAP']:10.2f}  {r['lambda']}")
+    print(f"(chance Rank-1 with {num_ids // 2} gallery identities: {100 / (num_ids // 2):.2f} %)")
+    print(f"λ sweep plot: {plot}")
+    print(f"total {time.perf_counter() - started:.0f} s")
+    if sweep_g is None:
+        raise SystemExit("no sweep in the results")
+
+
+if __name__ == "__main__":
+    main()
