@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_name", default=None, help="run directory name (default: <dataset>-<time>)")
     p.add_argument("--save_dir", default=str(REPO_ROOT / "runs"), help="parent of the run directories (default ./runs)")
     p.add_argument("--max_steps_per_epoch", type=int, default=None, help="cut epochs short (quick tests)")
+    p.add_argument("--stop_after_epoch", type=int, default=None,
+                   help="stop after this epoch as if interrupted (e.g. a job time limit); continue later with "
+                        "--checkpoint_path <run>/last.pt and the same options")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_arguments(p)
     return p
@@ -323,6 +326,9 @@ def run(args: argparse.Namespace) -> Path:
             save_checkpoint(run_dir / "best.pt", **state)
             line += "  (best)"
         print(line, flush=True)
+        if args.stop_after_epoch is not None and epoch >= args.stop_after_epoch and epoch < args.epochs:
+            print(f"stopping after epoch {epoch} (--stop_after_epoch); resume with --checkpoint_path {run_dir / 'last.pt'}")
+            break
     if writer is not None:
         writer.close()
     return run_dir

@@ -1,0 +1,183 @@
+"""Gait extraction (gaitgraph/src/evaluate.py): equals the original computation, writes what the fusion reads."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gafnet.embeddings import read_embedding_csv
+from gafnet.gait import synthetic_poses
+from gafnet.gait.extract import extract_embeddings, window_starts
+from gafnet.gait.extraction import main as extract_main
+from gafnet.gait.poses import load_poses, write_pose_csv
+from gafnet.gait.resgcn import build_model
+from gafnet.gait.checkpoint import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+def original_checkpoint(path: Path) -> dict:
+    """An original-format GaitGraph checkpoint: {"opt": Namespace, "model": state_dict, ...}."""
+    ref = np.load(DATA / "resgcn_n39_r8.npz")
+    state = {k[3:]: torch.from_numpy(ref[k]) for k in ref.files if k.startswith("sd/")}
+    opt = argparse.Namespace(network_name="resgcn-n39-r8", embedding_layer_size=128, sequence_length=60,
+                             use_multi_branch=False, temp=0.01)
+    torch.save({"opt": opt, "model": state, "optimizer": {}, "scheduler": {}, "scaler": {}, "epoch": 7}, path)
+    return {"input": ref["input"], "output": ref["output"]}
+
+
+def test_original_checkpoint_reproduces_the_original_embeddings(tmp_path):
+    ref = original_checkpoint(tmp_path / "gaitgraph.pth")
+    x = ref["input"]  # (4, 1, 3, 60, 17): the centre windows
+    names, frames = [], []
+    for i in range(4):
+        seq = np.transpose(x[i, 0], (1, 2, 0))  # (60, 17, 3)
+        seq = np.concatenate([seq[:1] + 5, seq, seq[-1:] - 5])  # one foreign frame each side: T = 62
+        frames.append(seq)
+        names += [f"cam{1 + i % 2}_person{i // 2 + 1:03d}_{f:05d}.png" for f in range(len(seq))]
+    write_pose_csv(tmp_path / "test_split3.csv", names, np.concatenate(frames), xy_decimals=9, conf_decimals=9)
+    assert extract_main(["iLIDS", str(tmp_path / "test_split3.csv"), "--weight_path", str(tmp_path / "gaitgraph.pth"),
+                         "--output_dir", str(tmp_path / "out"), "--quiet", "--device", "cpu"]) == 0
+    query = read_embedding_csv(tmp_path / "out" / "query_split3.csv")
+    gallery = read_embedding_csv(tmp_path / "out" / "gallery_split3.csv")
+    np.testing.assert_array_equal(query.camids, [1, 1])
+    np.testing.assert_array_equal(gallery.camids, [2, 2])
+    np.testing.assert_allclose(query.features, ref["output"][[0, 2]], atol=1e-5)
+    np.testing.assert_allclose(gallery.features, ref["output"][[1, 3]], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    model = build_model("resgcn-n39-r8", 1, 3, 16)
+    args = {"network_name": "resgcn-n39-r8", "num_input_branches": 1, "num_channels": 3, "embedding_size": 16}
+    save_checkpoint(out / "tiny.pt", model_args=args, model_state=model.state_dict(), run_args={}, epoch=1,
+                    best_metric=0.0, extra={"preprocessing": {"sequence_length": 12, "normalize_pose": "off",
+                                                              "multi_branch": False, "all_angles": False}})
+    return out / "tiny.pt", model
+
+
+@pytest.fixture(scope="module")
+def ilids_poses(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ilids")
+    synthetic_poses.write_ilids_pose_splits(out, num_ids=10, num_splits=1, seed=2)
+    return out / "test_split0.csv"
+
+
+def test_every_tracklet_gets_an_embedding_and_the_fusion_reads_them(tiny_checkpoint, ilids_poses, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    assert extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(tmp_path),
+                         "--batch_size", "1", "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "gait only, split 0" in out and "Rank-1" in out and "mAP" in out
+    q = read_embedding_csv(tmp_path / "query_split0.csv")
+    g = read_embedding_csv(tmp_path / "gallery_split0.csv")
+    assert len(q) == len(g) == 5 and q.dim == 16
+    header = (tmp_path / "query_split0.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "feat_0" and header[-2:] == ["person_id", "camera_id"]
+    np.testing.assert_allclose(np.linalg.norm(q.features, axis=1), 1, atol=1e-5)
+
+
+def test_batch_size_does_not_change_embeddings_and_tta_options_work(tiny_checkpoint, ilids_poses):
+    _, model = tiny_checkpoint
+    poses = load_poses(ilids_poses, "iLIDS", sequence_length=12)
+    a = extract_embeddings(model, poses, sequence_length=12, batch_size=1)
+    b = extract_embeddings(model, poses, sequence_length=12, batch_size=7)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    flip = extract_embeddings(model, poses, sequence_length=12, tta="time_flip")
+    every = extract_embeddings(model, poses, sequence_length=12, windows="all")
+    for e in (flip, every):
+        np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+        assert not np.allclose(e, a)
+    # brute force: time_flip = normalised mean of the window and its reverse
+    seq = poses.sequence(0)
+    start = window_starts(len(seq), 12)[0]
+    w = seq[start:start + 12]
+    with torch.inference_mode():
+        outs = [model.eval()(torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))[None, None].copy()))
+                for v in (w, w[::-1])]
+    mean = (outs[0] + outs[1]).numpy()[0] / 2
+    np.testing.assert_allclose(flip[0], mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_sliding_windows_cover_the_tracklet():
+    assert window_starts(100, 60, "center") == [20]
+    assert window_starts(100, 60, "all") == [0, 30, 40]
+    assert window_starts(60, 60, "all") == [0]
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(ROOT / "gaitgraph" / "src" / "evaluate.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_flag_that_disagrees_with_the_checkpoint_is_an_error(tiny_checkpoint, ilids_poses, tmp_path):
+    ckpt, _ = tiny_checkpoint
+    r = run_script("iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--embedding_layer_size", "128",
+                   "--output_dir", str(tmp_path))
+    assert r.returncode == 2 and "128" in r.stderr and "16" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "query_split0.csv").exists()
+
+
+def test_split_number_must_be_known(tiny_checkpoint, ilids_poses, tmp_path):
+    ckpt, _ = tiny_checkpoint
+    renamed = tmp_path / "poses.csv"
+    renamed.write_bytes(ilids_poses.read_bytes())
+    r = run_script("iLIDS", str(renamed), "--weight_path", str(ckpt), "--output_dir", str(tmp_path))
+    assert r.returncode == 2 and "--split" in r.stderr
+
+
+def test_casia_b_mode_writes_the_protocol_table(tiny_checkpoint, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    synthetic_poses.write_casia_pose_csv(tmp_path / "casia.csv", subjects=range(75, 78), seed=1)
+    assert extract_main(["casia-b", str(tmp_path / "casia.csv"), "--weight_path", str(ckpt), "--output_dir",
+                         str(tmp_path), "--quiet", "--device", "cpu"]) == 0
+    table = (tmp_path / "casia_b_table.csv").read_text().splitlines()
+    assert table[0].startswith("condition,0,18") and [l.split(",")[0] for l in table[1:4]] == ["NM", "BG", "CL"]
+
+
+def test_mars_mode_runs_both_protocols(tiny_checkpoint, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    info = synthetic_poses.write_mars_pose_tree(tmp_path / "mars", num_ids=8, seed=1)
+    test_csv = tmp_path / "mars" / "test.csv"
+    poses = load_poses(test_csv, "mars", sequence_length=12)
+    keys = poses.targets
+    rows = [k for k in keys.tolist() if k[0] > 0]
+    seen, queries = set(), []
+    for person, cam, tracklet in rows:  # one query tracklet per person
+        if person not in seen:
+            seen.add(person)
+            queries.append((person, cam, tracklet))
+    qlist = tmp_path / "queries.csv"
+    qlist.write_text("person_id,camera_id,tracklet\n" + "".join(f"{p},{c},{t}\n" for p, c, t in queries))
+    for protocol in ("torchreid", "official"):
+        assert extract_main(["mars", str(test_csv), "--weight_path", str(ckpt), "--query_list", str(qlist),
+                             "--protocol", protocol, "--quiet", "--device", "cpu"]) == 0
+        assert f"MARS ({protocol} protocol)" in capsys.readouterr().out
+
+
+PSYMO = ROOT.parent / "shared" / "realdata" / "psymo_skeletons_excerpt" / "skeletons"
+
+
+@pytest.mark.skipif(not PSYMO.is_dir(), reason="the PsyMo excerpt (../shared/realdata) is not present")
+def test_real_psymo_walks_extract_without_dropping_anything(tiny_checkpoint, tmp_path, capsys):
+    from gafnet.gait import psymo
+    ckpt, _ = tiny_checkpoint
+    written = psymo.convert_psymo(PSYMO, tmp_path / "csv")
+    files = sorted((tmp_path / "csv").glob("*.csv"))
+    assert files, written
+    total = 0
+    for i, f in enumerate(files):
+        poses = load_poses(f, "iLIDS", sequence_length=60)
+        assert poses.report.bad_rows == 0
+        assert extract_main(["iLIDS", str(f), "--weight_path", str(ckpt), "--split", str(i), "--output_dir",
+                             str(tmp_path / "emb"), "--quiet", "--device", "cpu", "--sequence_length", "12"]) == 0
+        total += len(read_embedding_csv(tmp_path / "emb" / f"query_split{i}.csv")) + \
+            len(read_embedding_csv(tmp_path / "emb" / f"gallery_split{i}.csv"))
+    assert total == 40  # 10 subjects x 4 walks, none dropped
