@@ -90,7 +90,7 @@ def parse_network_name(name: str) -> NetworkSpec:
 # "rows" view (N·T·V, C) is free, and a 1×1 convolution on it is one matrix product.
 
 #: Training mode: a BatchNorm after a 1×1 convolution whose input has at most out_channels / FOLD_RATIO
-#: channels takes its batch statistics from the input's mean and covariance (see :func:`linear_bn`).
+#: channels takes its batch statistics from the input's mean and covariance (see :func:`pointwise_conv_bn`).
 FOLD_RATIO = 4
 
 
@@ -168,8 +168,9 @@ def _update_running_stats(bn: nn.BatchNorm2d, batch_mean: torch.Tensor, batch_va
         bn.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
 
 
-def linear_bn(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """bn(rows @ weightᵀ + bias) for rows (M, Cin), weight (Cout, Cin) → (M, Cout), as ONE matrix product.
+def pointwise_conv_bn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      bn: nn.BatchNorm2d) -> torch.Tensor:
+    """bn(Conv1×1(x)) for x (N, Cin, T, V) channels-last, weight (Cout, Cin) → (N, Cout, T, V), as ONE convolution.
 
     Eval mode: the running statistics are folded into weight and bias. Training mode: the batch statistics of
     y = W·x + b follow from those of x, mean_y = W·mean_x + b and var_y = diag(W·cov_x·Wᵀ), so BatchNorm becomes
@@ -177,31 +178,32 @@ def linear_bn(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     The result is the same function as Conv → BatchNorm (it differs only by float rounding), gradients
     included, and the running statistics are updated exactly as nn.BatchNorm2d updates them.
     """
+    Cout, Cin = weight.shape
     if _folding(bn):
         folded, _, shift = _fold_bn(weight, bias, bn)
-        return torch.addmm(shift, rows, folded.t())  # (M, Cout)
+        return F.conv2d(x, folded.view(Cout, Cin, 1, 1), shift)
     if not bn.training and bn.running_mean is None:  # eval without running stats: plain batch statistics
-        out = rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())
+        out = F.conv2d(x, weight.view(Cout, Cin, 1, 1), bias)
         return F.batch_norm(out, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
-    mean_x, cov_x = _BatchMoments.apply(rows)  # (Cin,), (Cin, Cin)
+    mean_x, cov_x = _BatchMoments.apply(_rows(x))  # (Cin,), (Cin, Cin)
     mean_y = weight @ mean_x  # (Cout,)
     if bias is not None:
         mean_y = mean_y + bias
     var_y = ((weight @ cov_x) * weight).sum(dim=1).clamp(min=0)  # (Cout,) biased batch variance
-    _update_running_stats(bn, mean_y, var_y, rows.shape[0])
+    _update_running_stats(bn, mean_y, var_y, x.numel() // Cin)
     scale = bn.weight * torch.rsqrt(var_y + bn.eps)  # (Cout,)
     shift = bn.bias - mean_y * scale
     if bias is not None:
         shift = shift + bias * scale
-    return torch.addmm(shift, rows, (weight * scale.unsqueeze(1)).t())  # (M, Cout)
+    return F.conv2d(x, (weight * scale.unsqueeze(1)).view(Cout, Cin, 1, 1), shift)  # (N, Cout, T, V)
 
 
 def _add_residuals_relu(out: torch.Tensor, residuals, relu: bool) -> torch.Tensor:
-    """out + Σ residuals, then ReLU, in place on ``out`` (a fresh tensor, not a view; residuals of shape ``out``
-    or (N, C, T, V) tensors when ``out`` is a rows matrix). A residual may be the int 0 (no residual)."""
+    """out + Σ residuals, then ReLU, in place on ``out`` (a fresh tensor that is not an autograd view).
+    A residual may be the int 0 (no residual)."""
     for res in residuals:
         if isinstance(res, torch.Tensor):
-            out.add_(res if res.dim() == out.dim() else _rows(res))
+            out.add_(res)
     return out.relu_() if relu else out
 
 
@@ -209,7 +211,7 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, residuals=(), 
     """bn(conv(x)) + Σ residuals, then ReLU if ``relu``, for x (N, Cin, T, V) channels-last.
 
     Eval mode: one convolution with the BatchNorm folded in. Training mode: a widening 1×1 convolution
-    (Cin · FOLD_RATIO ≤ Cout) goes through :func:`linear_bn`; anything else is Conv then BatchNorm.
+    (Cin · FOLD_RATIO ≤ Cout) goes through :func:`pointwise_conv_bn`; anything else is Conv then BatchNorm.
     The additions and the ReLU run in place on the fresh result (never on an autograd view).
     """
     if _folding(bn):
@@ -218,10 +220,9 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, residuals=(), 
         return _add_residuals_relu(out, residuals, relu)
     pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
     if pointwise and conv.in_channels * FOLD_RATIO <= conv.out_channels:
-        N, _, T, V = x.shape
         weight = conv.weight.view(conv.out_channels, conv.in_channels)
-        rows = linear_bn(_rows(x), weight, conv.bias, bn)  # (N·T·V, Cout)
-        return _unrows(_add_residuals_relu(rows, residuals, relu), N, T, V)  # (N, Cout, T, V)
+        out = pointwise_conv_bn(x, weight, conv.bias, bn)  # (N, Cout, T, V)
+        return _add_residuals_relu(out, residuals, relu)
     return _add_residuals_relu(bn(conv(x)), residuals, relu)
 
 
@@ -290,7 +291,7 @@ def graph_conv_bn(x: torch.Tensor, sgc: "SpatialGraphConv", bn: nn.BatchNorm2d, 
                   relu: bool = False) -> torch.Tensor:
     """bn(sgc(x, A)), then ReLU if ``relu`` → (N, C, T, W) channels-last.
 
-    Widening (first layer): patches then :func:`linear_bn`, the BatchNorm folded into the one matrix product.
+    Widening (first layer): patches then :func:`pointwise_conv_bn`, the BatchNorm folded into that one product.
     Otherwise: eval mode folds the BatchNorm scale into the 1×1 kernel and adds its shift in the graph
     product; training mode is SGC then BatchNorm.
     """
@@ -300,14 +301,33 @@ def graph_conv_bn(x: torch.Tensor, sgc: "SpatialGraphConv", bn: nn.BatchNorm2d, 
     Cin, C = weight.shape[1], weight.shape[0] // K
     if Cin < C:
         N, _, T, _ = x.shape
-        out = linear_bn(_graph_patches(x, A), _patch_weight(weight, bias, K), None, bn)  # (N·T·W, C)
-        return _unrows(_add_residuals_relu(out, (), relu), N, T, A.shape[2])
+        patches = _unrows(_graph_patches(x, A), N, T, A.shape[2])  # (N, K·(Cin + 1), T, W) channels-last
+        out = pointwise_conv_bn(patches, _patch_weight(weight, bias, K), None, bn)  # (N, C, T, W)
+        return _add_residuals_relu(out, (), relu)
     if not _folding(bn):
         return _add_residuals_relu(bn(graph_product(F.conv2d(x, weight, bias), A)), (), relu)
     _, scale, shift = _fold_bn(None, None, bn)
     scale_k = scale.repeat(K)  # (K·C,)
     y = F.conv2d(x, weight * scale_k.view(-1, 1, 1, 1), bias * scale_k)  # (N, K·C, T, V)
     return graph_product(y, A, shift, relu)
+
+
+class _GlobalAveragePool(torch.autograd.Function):
+    """x (N, C, T, V) → (N, C) mean over (T, V); the backward writes the spread-out gradient in x's memory
+    format (channels-last), instead of an expanded view that every later backward step would have to copy."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        ctx.memory_format = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                             and not x.is_contiguous() else torch.contiguous_format)
+        return x.mean(dim=(2, 3))
+
+    @staticmethod
+    def backward(ctx, grad):
+        N, C, T, V = ctx.shape
+        spread = (grad / (T * V)).view(N, C, 1, 1).expand(N, C, T, V)
+        return spread.contiguous(memory_format=ctx.memory_format)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -501,7 +521,7 @@ class ResGCN(nn.Module):
         x = branches[0] if len(branches) == 1 else torch.cat(branches, dim=1)  # (N, 32·I, T, V)
         for layer in self.main_stream:
             x = layer(x, self.A)  # ... → (N, 256, T/4, V)
-        x = x.mean(dim=(2, 3))  # (N, 256) global average pool; no squeeze(), so N = 1 works
+        x = _GlobalAveragePool.apply(x)  # (N, 256) global average pool; no squeeze(), so N = 1 works
         x = self.fcn(x)  # (N, E)
         return F.normalize(x, dim=1, p=2)
 
