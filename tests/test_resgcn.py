@@ -215,3 +215,22 @@ def test_runs_on_cuda_and_agrees_with_the_cpu():
     with torch.no_grad():
         out = model(x.cuda()).cpu()
     np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_cumulative_running_averages_match_too():
+    """BatchNorm with momentum=None (cumulative average): the folded BatchNorms update it like nn.BatchNorm2d."""
+    torch.manual_seed(4)
+    ours = build_model("resgcn-n39-r8", 1, 3, 16).double()
+    plain = build_original_style("resgcn-n39-r8", 1, 3, 16).double()
+    plain.load_state_dict(ours.state_dict())
+    for model in (ours, plain):
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None
+    with torch.no_grad():
+        for _ in range(2):
+            x = torch.randn(2, 1, 3, 12, 17, dtype=torch.float64)
+            ours(x), plain(x)
+    state_plain = plain.state_dict()
+    for key, value in ours.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), state_plain[key].numpy(), atol=1e-12, err_msg=key)

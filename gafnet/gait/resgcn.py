@@ -9,12 +9,18 @@ shapes and dtypes, so the original checkpoints load with ``strict=True``. Only t
 out differs, to make it faster on a CPU:
 
 - activations are kept in channels-last memory (N, T, V, C in memory, (N, C, T, V) logically), where the 1×1
-  convolutions and the graph products are plain matrix products without layout conversions;
+  convolutions and the graph products need no layout conversions;
 - the spatial graph product Σ_k Σ_v y[n,k,c,t,v]·A[k,v,w] is one batched matmul over the joined (V·K) axis
-  instead of an einsum with a separate K axis; when a graph convolution widens the channels (the first layer:
-  3 → 64·3), the graph product is applied to the narrow input first (the two are linear, so they commute)
-  and the 1×1 convolution becomes a (K, 1) convolution with stride K;
-- in eval mode every BatchNorm is folded into the convolution in front of it and ReLUs/additions run in place;
+  with A shared across the batch, instead of an einsum with a separate K axis (which copies y);
+- when a graph convolution widens the channels (the first layer: 3 → 64·3 before the graph product), the two
+  linear steps are swapped: the graph product runs on the narrow input (plus a constant-one channel that
+  carries the bias), then a single 1×1 convolution produces the 64 channels;
+- eval mode folds every BatchNorm into the convolution in front of it; training mode does the same for a
+  BatchNorm after a widening 1×1 convolution (conv_up of every bottleneck, the first graph convolution):
+  its batch mean and variance follow exactly from the mean and covariance of the narrow input, so the
+  wide output is written once and never re-read for statistics, forward or backward (the result differs
+  from Conv → BatchNorm only by float rounding; running statistics are updated the same way);
+- ReLUs and residual additions run in place on fresh tensors; the pooling gradient is written channels-last;
 - the pooled features are flattened, not ``squeeze()``-d, so a batch of one works (the original broke there).
 
 Tensor layout: x is (N, I, C, T, V) = batch, input branches, channels, frames, joints; inside a branch (N, C, T, V).
@@ -92,10 +98,6 @@ def parse_network_name(name: str) -> NetworkSpec:
 #: Training mode: a BatchNorm after a 1×1 convolution whose input has at most out_channels / FOLD_RATIO
 #: channels takes its batch statistics from the input's mean and covariance (see :func:`pointwise_conv_bn`).
 FOLD_RATIO = 4
-
-
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -332,10 +334,6 @@ class _GlobalAveragePool(torch.autograd.Function):
 
 # --------------------------------------------------------------------------------------------------------------
 # Modules. Names and registration order match the original so that state_dict keys (and their order) agree.
-
-
-def _zero(x: torch.Tensor):
-    return 0
 
 
 def _residual(enabled: bool, in_channels: int, out_channels: int, stride: int = 1):
