@@ -177,16 +177,18 @@ class JointNoise:
     """One N(0, σ) offset per joint for x and y (not confidence), the same in every frame.
 
     The original ignores its ``std`` argument and always uses σ = 0.25; that is the default here.
-    ``honour_std=True`` uses σ = ``std`` (GaitGraph2's fix).
+    ``honour_std=True`` uses σ = ``std`` (GaitGraph2's fix). ``scale`` multiplies σ (coordinates that are
+    not pixels, see :func:`train_transform`).
     """
 
-    def __init__(self, std: float = JOINT_NOISE_STD, honour_std: bool = False):
+    def __init__(self, std: float = JOINT_NOISE_STD, honour_std: bool = False, scale: float = 1.0):
         self.std = std
         self.honour_std = honour_std
+        self.scale = scale
 
     @property
     def effective_std(self) -> float:
-        return self.std if self.honour_std else JOINT_NOISE_ORIGINAL_STD
+        return (self.std if self.honour_std else JOINT_NOISE_ORIGINAL_STD) * self.scale
 
     def __call__(self, data: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         joints = data.shape[1]
@@ -271,11 +273,13 @@ def train_transform(sequence_length: int = 60, multi_branch: bool = False, *, co
                     swap_joints: bool | None = None, honour_joint_noise_std: bool | None = None,
                     all_angles: bool | None = None, mirror_probability: float = 0.5,
                     flip_probability: float = 0.5, shuffle: bool = False, point_noise_std: float = 0.05,
-                    joint_noise_std: float = JOINT_NOISE_STD) -> Compose:
+                    joint_noise_std: float = JOINT_NOISE_STD, noise_scale: float = 1.0) -> Compose:
     """The original training pipeline (one view; wrap it in :class:`TwoViews` for SupCon).
 
     ``corrected=True`` turns on all three corrections; each flag (``swap_joints``,
-    ``honour_joint_noise_std``, ``all_angles``) overrides it individually.
+    ``honour_joint_noise_std``, ``all_angles``) overrides it individually. The noise standard deviations
+    are in pixels, as the original; ``noise_scale`` converts them when coordinates are not pixels (with
+    normalised poses, in units of body height, training passes 1 / 100: a person about 100 pixels tall).
     """
     swap_joints = corrected if swap_joints is None else swap_joints
     honour_joint_noise_std = corrected if honour_joint_noise_std is None else honour_joint_noise_std
@@ -285,8 +289,8 @@ def train_transform(sequence_length: int = 60, multi_branch: bool = False, *, co
         FlipSequence(flip_probability),
         RandomSelectSequence(sequence_length),
         ShuffleSequence(shuffle),
-        PointNoise(point_noise_std),
-        JointNoise(joint_noise_std, honour_std=honour_joint_noise_std),
+        PointNoise(point_noise_std * noise_scale),
+        JointNoise(joint_noise_std, honour_std=honour_joint_noise_std, scale=noise_scale),
         MultiInput(CONNECT_JOINT, enabled=multi_branch, all_angles=all_angles),
         ToTensor(),
     ])

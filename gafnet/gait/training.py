@@ -38,6 +38,7 @@ from .supcon import SupConLoss
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NORMALIZE_CHOICES = ("off", "sequence", "frame")
+NOMINAL_BODY_HEIGHT_PX = 100.0  # converts the pixel noise of the augmentations to normalised coordinates
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -242,8 +243,9 @@ def run(args: argparse.Namespace) -> Path:
     train_set = load_pose_file(args.train_data_path, args.dataset, prep, args.cache_dir, "train_data_path")
     valid_set = (load_pose_file(args.valid_data_path, args.dataset, prep, args.cache_dir, "valid_data_path")
                  if args.valid_data_path else None)
+    noise_scale = 1.0 if prep["normalize_pose"] == "off" else 1.0 / NOMINAL_BODY_HEIGHT_PX
     transform = TwoViews(train_transform(prep["sequence_length"], prep["multi_branch"],
-                                         corrected=args.corrected_augmentation))
+                                         corrected=args.corrected_augmentation, noise_scale=noise_scale))
     dataset = poses_mod.PoseDataset(train_set, transform=transform, seed=args.seed)
     steps_per_epoch = math.ceil(len(dataset) / args.batch_size)
     if args.max_steps_per_epoch:
