@@ -7,7 +7,9 @@
 Steps, each with the project's own scripts run as a user runs them (subprocesses):
 1. synthetic iLIDS-VID pose splits (gafnet.gait.synthetic_poses) and synthetic appearance embeddings
    (gafnet.synthetic) for the same identities and splits, in the released layout;
-2. train GaitGraph per split on the split's training identities (stage-2 style: ``gaitgraph/src/train.py``);
+2. train GaitGraph per split on the split's training identities (``gaitgraph/src/train.py``; from scratch,
+   lr 1e-3, 30 epochs, a 30-frame window and ``--normalize_pose sequence``: the synthetic cameras differ in
+   position and scale, see the README);
 3. extract gait embeddings of the split's test identities (``gaitgraph/src/evaluate.py``) into
    ``<work>/embeddings/ilids/gait1`` (copied to ``gait2``: one gait model serves all backbones here);
 4. the root ``evaluate.py`` on that tree, with a λ sweep (table + PNG);
@@ -53,18 +55,19 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes (under a minute), for the test suite")
     p.add_argument("--splits", type=int, default=None, help="number of splits (default 3; --quick 1)")
     p.add_argument("--num_ids", type=int, default=None, help="identities (default 300 as iLIDS-VID; --quick 40)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per split (default 6; --quick 1)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per split (default 30; --quick 1)")
     p.add_argument("--network_name", default=None, help="default resgcn-n39-r8 (--quick: resgcn-b15-r8)")
-    p.add_argument("--sequence_length", type=int, default=None, help="default 60 (--quick 16)")
+    p.add_argument("--sequence_length", type=int, default=None, help="default 30 (--quick 16)")
+    p.add_argument("--learning_rate", default="1e-3", help="default 1e-3")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     splits = a.splits or (1 if a.quick else 3)
     num_ids = a.num_ids or (40 if a.quick else 300)
-    epochs = a.epochs or (1 if a.quick else 6)
+    epochs = a.epochs or (1 if a.quick else 30)
     network = a.network_name or ("resgcn-b15-r8" if a.quick else "resgcn-n39-r8")
-    seq_len = a.sequence_length or (16 if a.quick else 60)
+    seq_len = a.sequence_length or (16 if a.quick else 30)
     batch = 16 if a.quick else 64
-    lr = "1e-2"
+    lr = a.learning_rate
     work = Path(a.work_dir)
     if work.exists():
         shutil.rmtree(work)
@@ -83,7 +86,8 @@ def main() -> None:
         out = sh([str(ROOT / "gaitgraph" / "src" / "train.py"), "iLIDS", str(work / "poses" / f"train_split{s}.csv"),
                   "--epochs", str(epochs), "--batch_size", str(batch), "--learning_rate", lr, "--temp", "0.07",
                   "--network_name", network, "--sequence_length", str(seq_len), "--save_dir", str(work / "runs"),
-                  "--exp_name", f"split{s}", "--seed", str(a.seed + s), "--quiet", "--device", "cpu"])
+                  "--exp_name", f"split{s}", "--seed", str(a.seed + s), "--normalize_pose", "sequence",
+                  "--quiet", "--device", "cpu"])
         print("   " + "\n   ".join(l for l in out.splitlines() if l.startswith("epoch")))
         print(f"   trained in {time.perf_counter() - t:.1f} s")
         t = step(f"3. extract gait embeddings of split {s}'s test identities")
