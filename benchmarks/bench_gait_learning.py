@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--num_ids", type=int, default=300)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--learning_rate", default="1e-3")
+    p.add_argument("--learning_rate", default="1e-2")
     p.add_argument("--temp", default="0.07")
     p.add_argument("--sequence_length", type=int, default=30)
     p.add_argument("--normalize_pose", default="sequence")

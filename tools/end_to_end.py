@@ -8,7 +8,7 @@ Steps, each with the project's own scripts run as a user runs them (subprocesses
 1. synthetic iLIDS-VID pose splits (gafnet.gait.synthetic_poses) and synthetic appearance embeddings
    (gafnet.synthetic) for the same identities and splits, in the released layout;
 2. train GaitGraph per split on the split's training identities (``gaitgraph/src/train.py``; from scratch,
-   lr 1e-3, 30 epochs, a 30-frame window and ``--normalize_pose sequence``: the synthetic cameras differ in
+   lr 1e-2, 30 epochs, a 30-frame window and ``--normalize_pose sequence``: the synthetic cameras differ in
    position and scale, see the README);
 3. extract gait embeddings of the split's test identities (``gaitgraph/src/evaluate.py``) into
    ``<work>/embeddings/ilids/gait1`` (copied to ``gait2``: one gait model serves all backbones here);
@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="training epochs per split (default 30; --quick 1)")
     p.add_argument("--network_name", default=None, help="default resgcn-n39-r8 (--quick: resgcn-b15-r8)")
     p.add_argument("--sequence_length", type=int, default=None, help="default 30 (--quick 16)")
-    p.add_argument("--learning_rate", default="1e-3", help="default 1e-3")
+    p.add_argument("--learning_rate", default="1e-2", help="default 1e-2")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     splits = a.splits or (1 if a.quick else 3)
