@@ -97,7 +97,7 @@ def parse_network_name(name: str) -> NetworkSpec:
 
 #: Training mode: a BatchNorm after a 1×1 convolution whose input has at most out_channels / FOLD_RATIO
 #: channels takes its batch statistics from the input's mean and covariance (see :func:`pointwise_conv_bn`).
-FOLD_RATIO = 4
+FOLD_RATIO = 2
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -170,34 +170,66 @@ def _update_running_stats(bn: nn.BatchNorm2d, batch_mean: torch.Tensor, batch_va
         bn.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
 
 
-def pointwise_conv_bn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      bn: nn.BatchNorm2d) -> torch.Tensor:
-    """bn(Conv1×1(x)) for x (N, Cin, T, V) channels-last, weight (Cout, Cin) → (N, Cout, T, V), as ONE convolution.
+def _folded_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d):
+    """(W', shift) with bn(W·x + b) = W'·x + shift for a 1×1 convolution (weight (Cout, Cin)) on x.
 
-    Eval mode: the running statistics are folded into weight and bias. Training mode: the batch statistics of
-    y = W·x + b follow from those of x, mean_y = W·mean_x + b and var_y = diag(W·cov_x·Wᵀ), so BatchNorm becomes
-    a per-channel rescaling of W and b, and no pass over the (wide) output is needed, forward or backward.
-    The result is the same function as Conv → BatchNorm (it differs only by float rounding), gradients
-    included, and the running statistics are updated exactly as nn.BatchNorm2d updates them.
+    Eval mode: from the running statistics. Training mode: the batch statistics of y = W·x + b follow from
+    those of x, mean_y = W·mean_x + b and var_y = diag(W·cov_x·Wᵀ); the running statistics are updated as
+    nn.BatchNorm2d updates them.
     """
-    Cout, Cin = weight.shape
     if _folding(bn):
         folded, _, shift = _fold_bn(weight, bias, bn)
-        return F.conv2d(x, folded.view(Cout, Cin, 1, 1), shift)
-    if not bn.training and bn.running_mean is None:  # eval without running stats: plain batch statistics
-        out = F.conv2d(x, weight.view(Cout, Cin, 1, 1), bias)
-        return F.batch_norm(out, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+        return folded, shift
     mean_x, cov_x = _BatchMoments.apply(_rows(x))  # (Cin,), (Cin, Cin)
     mean_y = weight @ mean_x  # (Cout,)
     if bias is not None:
         mean_y = mean_y + bias
     var_y = ((weight @ cov_x) * weight).sum(dim=1).clamp(min=0)  # (Cout,) biased batch variance
-    _update_running_stats(bn, mean_y, var_y, x.numel() // Cin)
+    _update_running_stats(bn, mean_y, var_y, x.numel() // weight.shape[1])
     scale = bn.weight * torch.rsqrt(var_y + bn.eps)  # (Cout,)
     shift = bn.bias - mean_y * scale
     if bias is not None:
         shift = shift + bias * scale
-    return F.conv2d(x, (weight * scale.unsqueeze(1)).view(Cout, Cin, 1, 1), shift)  # (N, Cout, T, V)
+    return weight * scale.unsqueeze(1), shift
+
+
+def pointwise_conv_bn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      bn: nn.BatchNorm2d) -> torch.Tensor:
+    """bn(Conv1×1(x)) for x (N, Cin, T, V) channels-last, weight (Cout, Cin) → (N, Cout, T, V), as ONE convolution.
+
+    The BatchNorm is folded into the convolution (:func:`_folded_pointwise`), in training mode too, so no pass
+    over the (wide) output is needed for its statistics, forward or backward. The result is the same function
+    as Conv → BatchNorm (it differs only by float rounding), gradients included.
+    """
+    Cout, Cin = weight.shape
+    if not bn.training and bn.running_mean is None:  # eval without running stats: plain batch statistics
+        out = F.conv2d(x, weight.view(Cout, Cin, 1, 1), bias)
+        return F.batch_norm(out, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    folded, shift = _folded_pointwise(x, weight, bias, bn)
+    return F.conv2d(x, folded.view(Cout, Cin, 1, 1), shift)  # (N, Cout, T, V)
+
+
+def _foldable(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> bool:
+    """True when bn(conv(·)) runs as one 1×1 convolution: eval mode, or a widening 1×1 conv in training."""
+    pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+    if not pointwise or bn.running_mean is None and not bn.training:
+        return False
+    return _folding(bn) or conv.in_channels * FOLD_RATIO <= conv.out_channels
+
+
+def pointwise_conv_bn_sum(pairs, relu: bool = False) -> torch.Tensor:
+    """Σ_i bn_i(conv_i(x_i)) (then ReLU) for foldable 1×1 conv/BN pairs [(x_i, conv_i, bn_i)] on inputs with
+    the same (N, T, V), as ONE convolution over the channel-concatenated inputs: the wide partial results are
+    never written separately and added."""
+    inputs, weights, shift = [], [], 0
+    for x, conv, bn in pairs:
+        folded, part_shift = _folded_pointwise(x, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias, bn)
+        inputs.append(x)
+        weights.append(folded)
+        shift = shift + part_shift
+    weight = torch.cat(weights, dim=1)  # (Cout, Σ Cin_i)
+    out = F.conv2d(torch.cat(inputs, dim=1), weight.view(*weight.shape, 1, 1), shift)  # (N, Cout, T, V)
+    return out.relu_() if relu else out
 
 
 def _add_residuals_relu(out: torch.Tensor, residuals, relu: bool) -> torch.Tensor:
@@ -220,8 +252,7 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, residuals=(), 
         weight, _, shift = _fold_bn(conv.weight, conv.bias, bn)
         out = F.conv2d(x, weight, shift, conv.stride, conv.padding)  # (N, Cout, T', V)
         return _add_residuals_relu(out, residuals, relu)
-    pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
-    if pointwise and conv.in_channels * FOLD_RATIO <= conv.out_channels:
+    if _foldable(conv, bn):
         weight = conv.weight.view(conv.out_channels, conv.in_channels)
         out = pointwise_conv_bn(x, weight, conv.bias, bn)  # (N, Cout, T, V)
         return _add_residuals_relu(out, residuals, relu)
@@ -412,9 +443,14 @@ class SpatialBottleneckBlock(nn.Module):
         self.bn_up = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-        res = _apply_residual(self.residual, x)
+        merge = (isinstance(self.residual, nn.Sequential) and _foldable(self.conv_up, self.bn_up)
+                 and _foldable(self.residual[0], self.residual[1]))
+        res = 0 if merge else _apply_residual(self.residual, x)
         y = conv_bn(x, self.conv_down, self.bn_down, relu=True)  # (N, C/r, T, V)
         y = graph_conv_bn(y, self.conv, self.bn, A, relu=True)  # (N, C/r, T, V)
+        if merge:  # bn_up(conv_up(y)) + bn_res(conv_res(x)) as one convolution over [y, x]
+            pairs = [(y, self.conv_up, self.bn_up), (x, self.residual[0], self.residual[1])]
+            return pointwise_conv_bn_sum(pairs, relu=True)  # (N, C, T, V)
         return conv_bn(y, self.conv_up, self.bn_up, (res,), relu=True)  # (N, C, T, V)
 
 
