@@ -86,3 +86,28 @@ def test_weight_path_reports_skipped_head(pose_files, tmp_path, capsys):
                        "--weight_path", str(tmp_path / "s1" / "last.pt"), *tiny]) == 0
     out = capsys.readouterr().out
     assert "fcn.weight" in out and "shape" in out
+
+
+@pytest.mark.parametrize("dataset", ["casia-b", "mars"])
+def test_casia_b_and_mars_training_validate_with_their_protocols(dataset, tmp_path, capsys):
+    if dataset == "casia-b":
+        synthetic_poses.write_casia_pose_csv(tmp_path / "train.csv", subjects=range(1, 4), seed=1)
+        synthetic_poses.write_casia_pose_csv(tmp_path / "test.csv", subjects=range(75, 78), seed=2)
+        expected = "CASIA-B NM"
+    else:
+        synthetic_poses.write_mars_pose_tree(tmp_path, num_ids=6, seed=1)
+        expected = "Rank-1"
+    common = ["--epochs", "1", "--save_dir", str(tmp_path), "--exp_name", "r", "--max_steps_per_epoch", "2", *TINY]
+    if dataset == "mars":  # the synthetic persons are not the standard MARS queries: one query per person
+        from gafnet.gait.poses import load_poses
+        targets = load_poses(tmp_path / "test.csv", "mars", sequence_length=None).targets.tolist()
+        first = {}
+        for person, cam, tracklet in targets:
+            if person > 0:
+                first.setdefault(person, (cam, tracklet))
+        (tmp_path / "q.csv").write_text("person_id,camera_id,tracklet\n" +
+                                        "".join(f"{p},{c},{t}\n" for p, (c, t) in first.items()))
+        common += ["--query_list", str(tmp_path / "q.csv")]
+    assert train_main([dataset, str(tmp_path / "train.csv"), "--valid_data_path", str(tmp_path / "test.csv"),
+                       *common]) == 0
+    assert expected in capsys.readouterr().out

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--exp_name", default=None, help="run directory name (default: <dataset>-<time>)")
     p.add_argument("--save_dir", default=str(REPO_ROOT / "runs"), help="parent of the run directories (default ./runs)")
+    p.add_argument("--query_list", default=None,
+                   help="MARS validation: query tracklets CSV (default: the standard 1,980; torchreid's protocol)")
     p.add_argument("--max_steps_per_epoch", type=int, default=None, help="cut epochs short (quick tests)")
     p.add_argument("--stop_after_epoch", type=int, default=None,
                    help="stop after this epoch as if interrupted (e.g. a job time limit); continue later with "
@@ -141,7 +143,7 @@ class Validation:
     scalars: dict
 
 
-def validate(model, pose_set, dataset: str, prep: dict, device, batch_size: int) -> Validation:
+def validate(model, pose_set, dataset: str, prep: dict, device, batch_size: int, query_list=None) -> Validation:
     """Embed the validation file and score it with the dataset's protocol."""
     from . import protocols
 
@@ -158,7 +160,7 @@ def validate(model, pose_set, dataset: str, prep: dict, device, batch_size: int)
                           {**{f"casia/{c}": v for c, v in means.items()}, "casia/mean": 100.0 * float(res.mean)})
     if poses_mod.get_format(dataset).name == "mars":
         res = protocols.evaluate_mars(feats, pose_set.column(fields[0]), pose_set.column(fields[1]),
-                                      pose_set.column(fields[2]))
+                                      pose_set.column(fields[2]), query_list=query_list)
     else:
         res = protocols.evaluate_ilids(feats, pose_set.column(fields[0]), pose_set.column(fields[1]))
     r1, r5, mAP = 100.0 * float(res.cmc[0]), 100.0 * float(res.cmc[min(4, len(res.cmc) - 1)]), 100.0 * res.mAP
@@ -308,7 +310,8 @@ def run(args: argparse.Namespace) -> Path:
         line = f"epoch {epoch}/{args.epochs}: loss {loss:.4f}, lr {scheduler.get_last_lr()[0]:.2e}, {elapsed:.1f} s"
         metric = -loss  # without validation, best.pt follows the training loss
         if valid_set is not None:
-            val = validate(model, valid_set, args.dataset, prep, device, batch_size=max(args.batch_size, 64))
+            val = validate(model, valid_set, args.dataset, prep, device, batch_size=max(args.batch_size, 64),
+                           query_list=args.query_list)
             metric = val.metric
             line += f"; validation: {val.text}"
             if writer is not None:
