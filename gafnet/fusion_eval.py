@@ -122,7 +122,7 @@ def evaluate_backbone(name: str, splits: list[SplitData], lam_arg, grid, rerank:
         if not quiet:
             for note in data.notes:
                 print(f"  note: {note}")
-            extra = f"  (λ chosen on the other splits)" if cv else ""
+            extra = "  (λ chosen on the other splits)" if cv else ""
             print(_split_line(name, data.split, lam, m, extra))
     result = {"gait": None, "lambda": "cv" if cv else lam_fixed, "splits": out_splits, "mean": _mean(rows),
               "appearance_only": _mean(app_rows)}

@@ -20,15 +20,6 @@ DATA = Path(__file__).parent / "data"
 MODEL_ARGS = {"network_name": "resgcn-n39-r8", "num_input_branches": 1, "num_channels": 3, "embedding_size": 128}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is as fast, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference(name="resgcn_n39_r8"):
     data = np.load(DATA / f"{name}.npz")
     state = {key[3:]: torch.from_numpy(data[key]) for key in data.files if key.startswith("sd/")}

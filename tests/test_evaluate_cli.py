@@ -50,6 +50,7 @@ def test_demo_runs_and_says_synthetic(tmp_path, cache):
     assert pit["mean"]["rank1"] == pytest.approx(np.mean([s["cmc"][0] for s in pit["splits"]]))
     # the second run uses the cached demo tree and parse cache and gives the same numbers
     r2 = run("--demo", "--demo_small", "--output", str(tmp_path / "r2.json"), *cache)
+    assert r2.returncode == 0, r2.stderr
     assert json.loads((tmp_path / "r2.json").read_text())["backbones"] == res["backbones"]
 
 

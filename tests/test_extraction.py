@@ -144,7 +144,7 @@ def test_casia_b_mode_writes_the_protocol_table(tiny_checkpoint, tmp_path, capsy
 
 def test_mars_mode_runs_both_protocols(tiny_checkpoint, tmp_path, capsys):
     ckpt, _ = tiny_checkpoint
-    info = synthetic_poses.write_mars_pose_tree(tmp_path / "mars", num_ids=8, seed=1)
+    synthetic_poses.write_mars_pose_tree(tmp_path / "mars", num_ids=8, seed=1)
     test_csv = tmp_path / "mars" / "test.csv"
     poses = load_poses(test_csv, "mars", sequence_length=12)
     keys = poses.targets

@@ -22,15 +22,6 @@ REFERENCES = [  # file, network, I, C
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is as fast, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference(name):
     data = np.load(DATA / f"{name}.npz")
     state = {key[3:]: torch.from_numpy(data[key]) for key in data.files if key.startswith("sd/")}

@@ -12,15 +12,6 @@ from gafnet.gait.supcon import SupConLoss
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is as fast, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference_cases():
     data = np.load(DATA / "supcon.npz")
     count = len({key.split("/")[0] for key in data.files})

@@ -42,7 +42,6 @@ from gafnet.data.unzip import (
     apply_install,
     content_root,
     extracted,
-    open_zip,
     plan_install,
 )
 from gafnet.data.verify import (

@@ -15,7 +15,6 @@ the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import subprocess
 import sys
