@@ -123,10 +123,11 @@ def evaluate_lambdas(data: SplitData, lambdas, max_rank: int = 50) -> list[RankR
     lambdas = np.asarray([float(v) for v in lambdas])
     d_app, d_gait = data.distances()
     # the same elementwise operations as fused_distance, broadcast over λ: (L, Q, G) → (L·Q, G)
+    # d_app + λ²·d_gait for every λ, in place: (L, Q, G) → (L·Q, G). fused_distance's common factor
+    # 1 / (1 + λ²) is left out: it is the same for every gallery item, so the ranking does not change.
     mu = (lambdas * lambdas)[:, None, None]
-    stacked = np.multiply(mu, d_gait[None])  # in place from here on: (L, Q, G)
+    stacked = np.multiply(mu, d_gait[None])
     stacked += d_app[None]
-    stacked /= 1.0 + mu
     stacked = stacked.reshape(-1, d_app.shape[1])
     reps = len(lambdas)
     result = rank_queries(stacked, np.tile(data.q_pids, reps), data.g_pids, np.tile(data.q_camids, reps),

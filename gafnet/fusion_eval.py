@@ -97,18 +97,25 @@ def evaluate_backbone(name: str, splits: list[SplitData], lam_arg, grid, rerank:
         grid = parse_grid(DEFAULT_CV_GRID)
     sweep = None
     chosen = None
-    if grid is not None:  # every λ of the grid, every split: (splits, grid) rank-1 and mAP
-        per_split = [evaluate_lambdas(s, grid) for s in splits]
+    chosen_index = None
+    if grid is not None:  # every λ of the grid, every split, plus the reported λ and 0, in one call per split
+        tail = ([] if cv else [lam_fixed]) + [0.0]
+        per_split_all = [evaluate_lambdas(s, [*grid, *tail]) for s in splits]
+        per_split = [row[:len(grid)] for row in per_split_all]
         r1 = np.array([[100.0 * r.cmc[0] for r in row] for row in per_split])
         mp = np.array([[100.0 * r.mAP for r in row] for row in per_split])
         sweep = {"lambda": [float(v) for v in grid], "rank1": r1.mean(0).tolist(), "mAP": mp.mean(0).tolist()}
         if cv:
-            chosen = [float(grid[i]) for i in cross_validated_choice(r1, mp, grid)]
+            chosen_index = cross_validated_choice(r1, mp, grid)
+            chosen = [float(grid[i]) for i in chosen_index]
     rows, app_rows, out_splits = [], [], []
     for i, data in enumerate(splits):
         lam = chosen[i] if cv else lam_fixed
         if rerank:
             fused, app = evaluate_rerank(data, lam), evaluate_rerank(data, 0.0)
+        elif grid is not None:
+            fused = per_split_all[i][chosen_index[i]] if cv else per_split_all[i][len(grid)]
+            app = per_split_all[i][-1]
         else:
             fused, app = evaluate_lambdas(data, [lam, 0.0])
         m = _percent(fused)

@@ -169,3 +169,12 @@ def test_gait_ids_not_matching_appearance_are_named(tree, tmp_path, cache):
 def test_bad_options(tree, cache, args, message):
     r = run("--data_path", str(tree), *args, *cache)
     assert r.returncode == 2 and message in r.stderr
+
+
+def test_sweep_does_not_change_the_reported_numbers(tree, tmp_path, cache):
+    plain, swept = tmp_path / "a.json", tmp_path / "b.json"
+    assert run("--data_path", str(tree), "--backbone", "pit", "--output", str(plain), *cache).returncode == 0
+    assert run("--data_path", str(tree), "--backbone", "pit", "--sweep", "0:1:0.1", "--plot", str(tmp_path / "p.png"),
+               "--output", str(swept), *cache).returncode == 0
+    a, b = (json.loads(p.read_text())["backbones"]["pit"] for p in (plain, swept))
+    assert a["splits"] == b["splits"] and a["mean"] == b["mean"] and a["appearance_only"] == b["appearance_only"]
