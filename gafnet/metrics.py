@@ -32,7 +32,8 @@ from threadpoolctl import threadpool_limits
 
 from .errors import InputError
 
-__all__ = ["RankResult", "evaluate_rank", "rank_queries", "rank_features", "squared_euclidean", "summarise"]
+__all__ = ["RankResult", "evaluate_rank", "rank_queries", "rank_features", "squared_euclidean", "summarise",
+           "as_id_array", "as_feature_array"]
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 
@@ -53,18 +54,35 @@ class RankResult:
         return self.first_match_rank >= 0
 
 
-def _as_1d_int(name: str, values, length: int | None = None) -> np.ndarray:
-    arr = np.asarray(values)
+def _to_numpy(values):
+    if hasattr(values, "detach"):  # a torch tensor, on any device
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def as_id_array(name: str, values, length: int | None = None, what: str = "the distance matrix needs") -> np.ndarray:
+    """1-D int64 ids (integral floats accepted); InputError naming ``name`` otherwise."""
+    arr = _to_numpy(values)
     if arr.ndim != 1:
         raise InputError(f"{name} must be 1-D, got shape {arr.shape}")
     if length is not None and arr.shape[0] != length:
-        raise InputError(f"{name} has {arr.shape[0]} entries but the distance matrix needs {length}")
+        raise InputError(f"{name} has {arr.shape[0]} entries but {what} {length}")
     if not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
             raise InputError(f"{name} must hold integer ids, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
+
+
+def as_feature_array(name: str, values) -> np.ndarray:
+    """2-D floating array (NumPy or torch input); InputError naming ``name`` otherwise."""
+    arr = _to_numpy(values)
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be 2-D, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    return arr
 
 
 class _GalleryIndex:
@@ -238,25 +256,14 @@ def _rank_in_chunks(num_q: int, num_g: int, chunk_distances, q_pids, q_camids, g
 
 
 def _check_ids(num_q: int, num_g: int, q_pids, g_pids, q_camids, g_camids):
-    return (_as_1d_int("q_pids", q_pids, num_q), _as_1d_int("g_pids", g_pids, num_g),
-            _as_1d_int("q_camids", q_camids, num_q), _as_1d_int("g_camids", g_camids, num_g))
-
-
-def _as_array(name: str, values) -> np.ndarray:
-    if hasattr(values, "detach"):  # a torch tensor, on any device
-        values = values.detach().cpu().numpy()
-    arr = np.asarray(values)
-    if arr.ndim != 2:
-        raise InputError(f"{name} must be 2-D, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    return arr
+    return (as_id_array("q_pids", q_pids, num_q), as_id_array("g_pids", g_pids, num_g),
+            as_id_array("q_camids", q_camids, num_q), as_id_array("g_camids", g_camids, num_g))
 
 
 def rank_queries(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> RankResult:
     """Rank a (num_q, num_g) distance matrix (NumPy array or torch tensor); see the module docstring."""
-    dist = _as_array("distmat", distmat)
+    dist = as_feature_array("distmat", distmat)
     num_q, num_g = dist.shape
     q_pids, g_pids, q_camids, g_camids = _check_ids(num_q, num_g, q_pids, g_pids, q_camids, g_camids)
     return _rank_in_chunks(num_q, num_g, lambda a, b: dist[a:b], q_pids, q_camids,
@@ -291,7 +298,7 @@ def rank_features(qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
 
     For galleries too large for a full distance matrix (e.g. 10,000 × 100,000).
     """
-    qf, gf = _as_array("query features", qf), _as_array("gallery features", gf)
+    qf, gf = as_feature_array("query features", qf), as_feature_array("gallery features", gf)
     if qf.shape[1] != gf.shape[1]:
         raise InputError(f"query features {qf.shape} and gallery features {gf.shape} must have the same dimension")
     num_q, num_g = qf.shape[0], gf.shape[0]

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from ..metrics import RankResult, rank_features, squared_euclidean
+from ..metrics import RankResult, as_feature_array, as_id_array, rank_features, squared_euclidean
 
 __all__ = [
     "ILIDS_QUERY_CAMERA", "ILIDS_GALLERY_CAMERA", "evaluate_ilids",
@@ -47,13 +47,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- input checks
 
 def _features(features, num_rows: int | None = None) -> np.ndarray:
-    if hasattr(features, "detach"):  # a torch tensor, on any device
-        features = features.detach().cpu().numpy()
-    arr = np.asarray(features)
-    if arr.ndim != 2:
-        raise InputError(f"features must be 2-D (one row per sequence), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
+    arr = as_feature_array("features (one row per sequence)", features)
     if num_rows is not None and arr.shape[0] != num_rows:
         raise InputError(f"features have {arr.shape[0]} rows but the ids have {num_rows} entries")
     finite = np.isfinite(arr).all(axis=1)
@@ -64,18 +58,7 @@ def _features(features, num_rows: int | None = None) -> np.ndarray:
 
 
 def _ids(name: str, values, length: int | None = None) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D, got shape {arr.shape}")
-    if length is not None and arr.shape[0] != length:
-        raise InputError(f"{name} has {arr.shape[0]} entries, expected {length} (one per feature row)")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            return arr.astype(np.int64)
-        raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
+    return as_id_array(name, values, length, what="expected (one per feature row):")
 
 
 def _few(items, limit: int = 5) -> str:
