@@ -164,6 +164,8 @@ def test_gait_ids_not_matching_appearance_are_named(tree, tmp_path, cache):
     (["--lambda_val", "abc"], "expected a number or 'cv'"),
     (["--lambda_val", "-1"], ">= 0"),
     (["--sweep", "1:0:0.1"], "START <= STOP"),
+    (["--sweep", "0:inf:0.1"], "finite"),
+    (["--sweep", "nan:1:0.1"], "finite"),
     (["--splits", "12"], "numbered 0..9"),
 ])
 def test_bad_options(tree, cache, args, message):

@@ -111,3 +111,20 @@ def test_casia_b_and_mars_training_validate_with_their_protocols(dataset, tmp_pa
     assert train_main([dataset, str(tmp_path / "train.csv"), "--valid_data_path", str(tmp_path / "test.csv"),
                        *common]) == 0
     assert expected in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--epochs", "4"], "epochs=3"),
+    (["--embedding_layer_size", "32"], "embedding_size=16"),
+    (["--batch_size", "4"], "batch_size=8"),
+])
+def test_resume_must_rebuild_the_same_model_and_schedule(pose_files, tmp_path, capsys, change, message):
+    train, _ = pose_files
+    common = ["iLIDS", str(train), "--epochs", "3", "--save_dir", str(tmp_path), "--exp_name", "a", *TINY]
+    assert train_main([*common, "--stop_after_epoch", "1"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        train_main([*common, *change, "--checkpoint_path", str(tmp_path / "a" / "last.pt")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

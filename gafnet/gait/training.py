@@ -214,6 +214,21 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
     return float(np.mean(losses)) if losses else math.nan
 
 
+def _check_resume(path, resume: dict, model_args: dict, schedule: dict) -> None:
+    """A resumed run must rebuild the same model and the same learning-rate schedule as the one it continues."""
+    flags = {"network_name": "--network_name", "embedding_size": "--embedding_layer_size",
+             "num_input_branches": "--use_multi_branch", "num_channels": "--use_multi_branch",
+             "epochs": "--epochs", "batch_size": "--batch_size", "steps_per_epoch": "--batch_size/--max_steps_per_epoch "
+             "(or a different training file)", "dataset": "the dataset argument"}
+    saved_schedule = (resume.get("extra") or {}).get("schedule") or {}
+    for saved, current in ((resume.get("model_args") or {}, model_args), (saved_schedule, schedule)):
+        for key, value in current.items():
+            if key in saved and saved[key] != value:
+                raise InputError(f"--checkpoint_path {path} was trained with {key}={saved[key]!r} but this command "
+                                 f"gives {value!r} ({flags.get(key, key)}); resume with the run's original options "
+                                 f"(see args.json next to it)")
+
+
 def run(args: argparse.Namespace) -> Path:
     device = choose_device(args.device)
     use_amp = bool(args.use_amp and device.type == "cuda")
@@ -255,6 +270,10 @@ def run(args: argparse.Namespace) -> Path:
     # model, optimisation
     model_args = {"network_name": args.network_name, "num_input_branches": 3 if prep["multi_branch"] else 1,
                   "num_channels": 6 if prep["multi_branch"] else 3, "embedding_size": args.embedding_layer_size}
+    schedule = {"epochs": int(args.epochs), "batch_size": int(args.batch_size), "steps_per_epoch": int(steps_per_epoch),
+                "dataset": args.dataset}
+    if resume is not None:
+        _check_resume(args.checkpoint_path, resume, model_args, schedule)
     model = build_model(**model_args).to(device)
     if args.weight_path and resume is None:
         report = initialise_from(model, args.weight_path)
@@ -324,7 +343,8 @@ def run(args: argparse.Namespace) -> Path:
         state = dict(model_args=model_args, model_state=model.state_dict(), run_args=run_args, epoch=epoch,
                      best_metric=best, optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
                      scaler_state=scaler.state_dict() if use_amp else None, rng_state=get_rng_state(),
-                     extra={"preprocessing": prep, "dataset": args.dataset, "metric": metric})
+                     extra={"preprocessing": prep, "dataset": args.dataset, "metric": metric,
+                            "schedule": schedule})
         save_checkpoint(run_dir / "last.pt", **state)
         if improved:
             save_checkpoint(run_dir / "best.pt", **state)
