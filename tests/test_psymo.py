@@ -12,7 +12,8 @@ from gafnet.errors import InputError
 from gafnet.gait import psymo
 from gafnet.gait.poses import load_poses
 
-SKELETONS = Path("/work/shared/realdata/psymo_skeletons_excerpt/skeletons")
+# ../shared beside the repository (as on the developers' machines and in CI)
+SKELETONS = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "psymo_skeletons_excerpt" / "skeletons"
 needs_psymo = pytest.mark.skipif(not SKELETONS.is_dir(), reason=f"PsyMo excerpt not available at {SKELETONS} "
                                  "(real data, CC BY-NC-ND: never committed to this repository)")
 

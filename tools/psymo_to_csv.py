@@ -2,7 +2,7 @@
 """Convert PsyMo AlphaPose skeletons to iLIDS-VID-format pose CSVs (one file per viewpoint/variation/run).
 
 Usage:
-    python tools/psymo_to_csv.py /work/shared/realdata/psymo_skeletons_excerpt/skeletons /tmp/psymo_poses
+    python tools/psymo_to_csv.py ../shared/realdata/psymo_skeletons_excerpt/skeletons /tmp/psymo_poses
 
 Read the outputs as iLIDS data (``gafnet.gait.poses.load_poses(path, "iLIDS")``): camera = walking
 direction + 1, person = PsyMo subject ID (see gafnet/gait/psymo.py). PsyMo is CC BY-NC-ND 4.0: keep
