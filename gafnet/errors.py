@@ -27,3 +27,11 @@ def user_errors(prog: str):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def cli_main(prog: str, parser, run, argv=None) -> int:
+    """Parse ``argv`` with ``parser`` and call ``run(args)``; bad input ends as one line and exit status 2."""
+    args = parser.parse_args(argv)
+    with user_errors(prog):
+        run(args)
+    return 0

@@ -130,13 +130,20 @@ class LayoutReport:
         return out
 
 
+def _not_a_nonempty_file(path: Path) -> str | None:
+    """The checks every file starts with (may raise OSError, which the callers report)."""
+    if not path.is_file():
+        return "not a regular file"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
 def csv_problem(path: Path) -> str | None:
     """Why ``path`` is not a usable CSV (None when it looks fine). Reads only the first line and a bit more."""
     try:
-        if not path.is_file():
-            return "not a regular file"
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
+        if (problem := _not_a_nonempty_file(path)) is not None:
+            return problem
         with open(path, "rb") as fh:
             first = fh.readline(_MAX_HEADER_BYTES)
             rest = fh.read(_PEEK_BYTES)
@@ -273,10 +280,8 @@ def check_casia_b(directory: str | Path = "data/casia-b") -> LayoutReport:
 def weights_problem(path: Path) -> str | None:
     """Why ``path`` is not a PyTorch checkpoint (zip container or legacy pickle), or None."""
     try:
-        if not path.is_file():
-            return "not a regular file"
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
+        if (problem := _not_a_nonempty_file(path)) is not None:
+            return problem
         with open(path, "rb") as fh:
             head = fh.read(64)
     except OSError as exc:

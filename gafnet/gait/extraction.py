@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..embeddings import write_embedding_csv
-from ..errors import InputError, user_errors
+from ..errors import InputError, cli_main
 from . import poses as poses_mod
 from .extract import TTA_CHOICES, WINDOW_CHOICES, extract_embeddings
 from .training import NORMALIZE_CHOICES, add_data_arguments, load_pose_file
@@ -157,10 +157,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    with user_errors("evaluate.py"):
-        run(args)
-    return 0
+    return cli_main("evaluate.py", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import torch
 
 from ..atomic import write_json
 from ..device import DEVICE_CHOICES, choose_device
-from ..errors import InputError
+from ..errors import InputError, cli_main
 from . import poses as poses_mod
 from .augment import TwoViews, train_transform
 from .checkpoint import (get_rng_state, initialise_from, load_checkpoint, save_checkpoint, set_rng_state)
@@ -359,12 +359,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import user_errors
-
-    args = build_parser().parse_args(argv)
-    with user_errors("train.py"):
-        run(args)
-    return 0
+    return cli_main("train.py", build_parser(), run, argv)
 
 
 if __name__ == "__main__":
