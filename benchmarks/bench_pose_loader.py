@@ -6,8 +6,9 @@
 Writes a synthetic CASIA-B pose file (names like ``frames/001-nm-01-090/000042.jpg``, 51 values per row,
 plus a few bad rows of every kind) to a temporary directory, then reports the median of ``--repeats`` runs of:
 
-- ours: ``parse_pose_file`` (Arrow C++ CSV reader + numpy grouping), on the file with bad rows and on a
-  clean copy;
+- ours: ``parse_pose_file`` with each parser, gafnet's C parser (the default where a C compiler exists)
+  and Arrow's C++ CSV reader (the fallback), both + numpy grouping, on the file with bad rows and on a
+  clean copy (their results are checked to be equal first);
 - the original approach: ``np.loadtxt`` of whole lines as strings and a per-row Python loop (split, junk
   and length checks, ``np.array(..., float32)``, dict grouping), re-implemented here. It is timed on a
   ``--original-rows``-row file of the same kind (with bad rows) and extrapolated linearly to the full size:
@@ -116,6 +117,19 @@ def original_parse(path: Path) -> dict:
     return {k: np.stack(list(v.values())) for k, v in sequences.items() if v}
 
 
+def first_parse_in_new_process(path: Path, engine: str, processes: int = 3) -> list[float]:
+    """The parse time of the first file a fresh process reads (no warm allocator or page tables)."""
+    import subprocess
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import pyarrow.compute; "
+            "from gafnet.gait.poses import parse_pose_file; from gafnet.gait import fastcsv; fastcsv.get_library(); "
+            "t = time.perf_counter(); parse_pose_file(sys.argv[2], 'casia-b', engine=sys.argv[3]); "
+            "print(time.perf_counter() - t)")
+    root = str(Path(__file__).resolve().parents[1])
+    return [float(subprocess.run([sys.executable, "-c", code, root, str(path), engine], check=True,
+                                 capture_output=True, text=True).stdout) for _ in range(processes)]
+
+
 def median_time(fn, repeats: int) -> tuple[float, float]:
     """Median wall time and median process CPU time (all threads) of ``repeats`` calls."""
     walls, cpus = [], []
@@ -141,27 +155,49 @@ def run(args) -> None:
         print(f"wrote {rows:,} rows ({size_mb:.0f} MB) with bad rows, a clean copy and a {sub_rows:,}-row "
               f"subsample in {time.perf_counter() - t0:.1f} s")
 
-        result = parse_pose_file(bad_file, "casia-b")
-        print(result.report.summary().splitlines()[0])
-        ours_bad = median_time(lambda: parse_pose_file(bad_file, "casia-b"), args.repeats)
-        ours_clean = median_time(lambda: parse_pose_file(clean_file, "casia-b"), args.repeats)
-        print(f"{'':26s}  wall      cpu (all threads)")
-        print(f"ours, file with bad rows : {ours_bad[0]:6.2f} s  {ours_bad[1]:6.2f} s   (median of {args.repeats})")
-        print(f"ours, clean file         : {ours_clean[0]:6.2f} s  {ours_clean[1]:6.2f} s")
+        from gafnet.gait import fastcsv
+
+        engines = ["c", "arrow"] if fastcsv.get_library() is not None else ["arrow"]
+        if len(engines) == 1:
+            print(f"C parser unavailable ({fastcsv.build_error()}): timing Arrow only")
+        results = {e: parse_pose_file(bad_file, "casia-b", engine=e) for e in engines}
+        print(results[engines[0]].report.summary().splitlines()[0])
+        for e in engines[1:]:  # the parsers must agree before their speeds mean anything
+            a, b = results[engines[0]], results[e]
+            assert np.array_equal(a.poses, b.poses) and np.array_equal(a.offsets, b.offsets)
+            assert a.report.bad_lines == b.report.bad_lines and a.target_list() == b.target_list()
+        timings = {}
+        for e in engines:
+            timings[e, "bad"] = median_time(lambda: parse_pose_file(bad_file, "casia-b", engine=e), args.repeats)
+            timings[e, "clean"] = median_time(lambda: parse_pose_file(clean_file, "casia-b", engine=e), args.repeats)
+        print(f"{'':34s}  wall      cpu (all threads)")
+        for e in engines:
+            label = "C parser (default)" if e == "c" else "Arrow reader"
+            print(f"ours, {label:18s}, clean file : {timings[e, 'clean'][0]:6.2f} s  {timings[e, 'clean'][1]:6.2f} s"
+                  f"   (median of {args.repeats})")
+            print(f"ours, {label:18s}, bad rows   : {timings[e, 'bad'][0]:6.2f} s  {timings[e, 'bad'][1]:6.2f} s")
+
+        first = {e: first_parse_in_new_process(clean_file, e) for e in engines}
+        for e in engines:
+            print(f"first parse in a new process, {e:5s}: {statistics.median(first[e]):6.2f} s"
+                  f"   (median of {len(first[e])} processes, imports excluded)")
 
         wall, cpu = median_time(lambda: original_parse(sub_file), 1 if sub_rows > 100_000 else args.repeats)
         scale = args.rows / sub_rows
         original = (wall * scale, cpu * scale)
         note = "" if sub_rows == args.rows else f"   (timed on {sub_rows:,} rows: {wall:.2f} s, extrapolated linearly)"
-        print(f"original approach        : {original[0]:6.2f} s  {original[1]:6.2f} s{note}")
-        print(f"speed-up, clean file     : {original[0] / ours_clean[0]:6.1f}x    {original[1] / ours_clean[1]:6.1f}x")
-        print(f"speed-up, with bad rows  : {original[0] / ours_bad[0]:6.1f}x    {original[1] / ours_bad[1]:6.1f}x")
+        print(f"original approach                  : {original[0]:6.2f} s  {original[1]:6.2f} s{note}")
+        for e in engines:
+            for kind in ("clean", "bad"):
+                ours = timings[e, kind]
+                print(f"speed-up, {e:5s}, {kind:5s} file           : {original[0] / ours[0]:6.1f}x    "
+                      f"{original[1] / ours[1]:6.1f}x")
 
         cache = tmp / "cache"
         load_poses(bad_file, "casia-b", cache_dir=cache)  # writes the cache
         cached = median_time(lambda: load_poses(bad_file, "casia-b", cache_dir=cache), args.repeats)
         assert load_poses(bad_file, "casia-b", cache_dir=cache).report.from_cache
-        print(f"cached load              : {cached[0]:6.2f} s  {cached[1]:6.2f} s")
+        print(f"cached load                        : {cached[0]:6.2f} s  {cached[1]:6.2f} s")
         print(f"load average after timing: {os.getloadavg()[0]:.1f}")
 
 

@@ -16,6 +16,13 @@ from gafnet.gait.poses import DATASETS, PoseDataset, get_format, load_poses, par
 HEADER = P.CSV_HEADER
 
 
+@pytest.fixture(autouse=True, params=["c", "arrow"])
+def engine(request, monkeypatch):
+    """Every test here runs with both pose parsers: gafnet's C parser and Arrow's CSV reader."""
+    monkeypatch.setenv("GAFNET_POSE_PARSER", request.param)
+    return request.param
+
+
 def row(name: str, values) -> str:
     return name + "," + ",".join(str(v) for v in values)
 

@@ -21,9 +21,11 @@ What the original GaitGraph ``PoseDataset`` does (ORIGINAL_BEHAVIOUR.md, "Datase
   (:func:`reflect_indices`: reflect padding split evenly before and after, the way GaitGraph2 pads) and
   count them; ``drop_short=True`` restores the original behaviour. Either way the report lists them.
 
-Speed: the file is parsed by Arrow's multi-threaded C++ CSV reader and grouped with numpy (no Python loop
-over rows); a CASIA-B-size file (1.4 M rows) parses in a few seconds. ``cache_dir`` keeps a binary copy of
-the parse (an uncompressed ``.npz``, written atomically) that reloads in well under a second.
+Speed: the file is parsed by gafnet's small C parser (:mod:`gafnet.gait.fastcsv`, compiled on first use;
+pieces of the file in parallel threads), or, where no C compiler is available, by Arrow's multi-threaded C++
+CSV reader; rows are grouped with numpy (no Python loop over rows). A CASIA-B-size file (1.4 M rows) parses
+in under a second with the C parser, about two with Arrow. ``cache_dir`` keeps a binary copy of the parse
+(an uncompressed ``.npz``, written atomically) that reloads in well under a second.
 """
 
 from __future__ import annotations
@@ -321,18 +323,29 @@ def finish_pose_set(parsed: PoseSet, *, sequence_length: int | None = 60, drop_s
     return result
 
 
-def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_listed: int = 20) -> PoseSet:
+def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_listed: int = 20,
+                    engine: str | None = None) -> PoseSet:
     """Parse a pose CSV into sequences (no padding, no normalisation). See the module docstring.
 
-    Steps: Arrow reads the rows after the header (typed float32; rows with the wrong number of columns
-    are skipped and counted by Arrow's invalid-row handler); the whole-name regex validates every name;
-    the capturing key regex runs once per distinct name prefix (Arrow dictionary encoding); numpy groups
-    the rows. File line numbers of bad rows come from a numpy scan of the bytes, done only if needed.
+    ``engine``: ``"c"`` (gafnet's C parser, :mod:`gafnet.gait.fastcsv`), ``"arrow"`` (Arrow's CSV reader) or
+    ``"auto"``/None (``$GAFNET_POSE_PARSER``, else C when it can be built). Both give the same result.
+
+    Steps: the rows after the header are parsed (values as float32, the names as an Arrow string array);
+    the whole-name regex validates every name; the capturing key regex runs once per distinct name prefix
+    (Arrow dictionary encoding); numpy groups the rows. The C parser works on pieces of the file in
+    threads and knows every line's number; with Arrow, file line numbers of bad rows come from a numpy
+    scan of the bytes, done only if needed.
     """
     import pyarrow as pa
 
+    from gafnet.gait import fastcsv
+
     fmt = dataset if isinstance(dataset, PoseFormat) else get_format(dataset)
     path = Path(path)
+    try:
+        engine = fastcsv.choose_engine(engine)
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(str(exc)) from None
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty; expected a header row, then rows of "
                          f"image_name + {NUM_VALUES} values (e.g. {fmt.example})")
@@ -346,22 +359,25 @@ def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_l
         if re.match(fmt.pattern, header):
             report.notes.append(f"line 1 ({header!r}) looks like a data row; line 1 is always read as the header, "
                                 "as the original does")
-        if _has_content(raw[header_end:]):
-            table, ragged, non_numeric = _read_table(buffer.slice(header_end), str(path))
+        if not _has_content(raw[header_end:]):
+            rows = None
+        elif engine == "c":
+            rows = _rows_c(raw, header_end, fmt)
         else:
-            table, ragged, non_numeric = None, [], None
-        return _build(raw, header_end, table, ragged, non_numeric, fmt, report, max_listed)
+            rows = _rows_arrow(raw, header_end, buffer, fmt, str(path))
+        return _build(rows, fmt, report, max_listed)
     finally:
         source.close()
 
 
 def _header_end(raw: np.ndarray) -> int:
-    """Offset of the first byte after the header line."""
-    newline = np.flatnonzero(raw[: 1 << 20] == 10)
-    if len(newline):
-        return int(newline[0]) + 1
-    newline = np.flatnonzero(raw == 10)
-    return int(newline[0]) + 1 if len(newline) else len(raw)
+    """Offset of the first byte after the header line (line ends: \\n, \\r\\n or a lone \\r)."""
+    for window in (raw[: 1 << 20], raw):
+        ends = np.flatnonzero((window == 10) | (window == 13))
+        if len(ends):
+            end = int(ends[0])
+            return end + 2 if raw[end] == 13 and end + 1 < len(raw) and raw[end + 1] == 10 else end + 1
+    return len(raw)
 
 
 def _has_content(raw: np.ndarray) -> bool:
@@ -399,7 +415,9 @@ def _read_table(body, where: str):
     text_columns: set[str] = set()
     for attempt in range(5):
         ragged.clear()
-        types = {n: pa.string() if (n == "image_name" or n in text_columns) else pa.float32() for n in _COLUMN_NAMES}
+        # names as bytes: a name that is not UTF-8 becomes a bad row (see _utf8_names), not a failed read
+        types = {n: pa.binary() if n == "image_name" else pa.string() if n in text_columns else pa.float32()
+                 for n in _COLUMN_NAMES}
         convert = csv.ConvertOptions(column_types=types, strings_can_be_null=False)
         try:
             table = csv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
@@ -462,12 +480,170 @@ def _values(table) -> tuple[np.ndarray, np.ndarray]:
     return values, finite
 
 
-def _names(table, fmt: PoseFormat):
-    """Per row: junk flag, whole-name match flag, group code; and (K, k) int64 target of each group code."""
+@dataclass
+class _Located:
+    """File line numbers of the rows (only computed when a file has bad rows)."""
+
+    row_lines: np.ndarray | None  # (n,) line of each parsed row; None if unknown (row index + 2 is used)
+    ragged_lines: np.ndarray  # lines with the wrong number of columns (junk ones excluded)
+    ragged_columns: np.ndarray
+    empty_lines: int
+    notes: list
+
+
+@dataclass
+class _Rows:
+    """The rows with the right number of columns, in file order, and what is known about the others."""
+
+    values: np.ndarray  # (n, 51) float32, NaN where a cell was missing or null-like
+    reason: np.ndarray  # (n,) int8: 0, NON_NUMERIC or NOT_FINITE
+    junk: np.ndarray  # (n,) bool, the name starts with 00-1 (or MARS person -1)
+    matched: np.ndarray  # (n,) bool, the whole name matches the dataset's regex
+    group: np.ndarray  # (n,) int64 target group of each row
+    target_of_group: np.ndarray  # (G, k) int64
+    ragged: int  # rows with the wrong number of columns, junk ones included
+    ragged_junk: int  # of those, rows whose name starts with the junk prefix
+    locate: Callable[[], _Located]
+    empty_lines: int | None = None  # known without locating (C parser)
+    value_rows: np.ndarray | None = None  # (n,) row i's values are values[value_rows[i]]; None: values[i]
+
+
+def _rows_arrow(raw, header_end, buffer, fmt: PoseFormat, where: str) -> _Rows:
+    table, ragged, non_numeric = _read_table(buffer.slice(header_end), where)
+    with ThreadPoolExecutor(1) as pool:  # names (Arrow kernels, no GIL) alongside the value copy
+        names = pool.submit(lambda: _name_codes(_utf8_names(table.column(0).combine_chunks()), fmt))
+        values, finite = _values(table)
+        codes = names.result()
+    group, target_of_group = _merge_groups([codes])
+    reason = np.where(finite, 0, NOT_FINITE).astype(np.int8)
+    if non_numeric is not None:
+        reason[non_numeric] = NON_NUMERIC
+
+    def locate() -> _Located:
+        lines = _line_table(raw, header_end, ragged)
+        parsed_lines = lines.number[~lines.empty & (lines.columns == NUM_COLUMNS)]
+        mask = ~lines.empty & (lines.columns != NUM_COLUMNS) & ~lines.junk
+        notes = []
+        row_lines = parsed_lines if len(parsed_lines) == len(values) else None
+        if row_lines is None:  # the line scan and Arrow disagree (e.g. lone CR line ends)
+            notes.append("line numbers are approximate (unusual line endings): data row index + 2")
+        ragged_junk = sum(text.startswith(JUNK_PREFIX) for text in ragged)
+        if int(np.count_nonzero(mask)) + ragged_junk != len(ragged):
+            notes.append(f"{len(ragged)} rows had the wrong number of columns; "
+                         f"{int(np.count_nonzero(mask)) + ragged_junk} of them were located in the file")
+        return _Located(row_lines, lines.number[mask], lines.columns[mask], int(np.count_nonzero(lines.empty)), notes)
+
+    return _Rows(values, reason, codes.junk, codes.matched, group, target_of_group, len(ragged),
+                 sum(text.startswith(JUNK_PREFIX) for text in ragged), locate)
+
+
+def _utf8_names(names):
+    """A binary array of names → a string array; names that are not UTF-8 become empty (a bad name)."""
+    import pyarrow as pa
+
+    try:
+        return names.cast(pa.string())
+    except pa.ArrowInvalid:
+        def text(name: bytes) -> bytes:
+            try:
+                name.decode("utf-8")
+                return name
+            except UnicodeDecodeError:
+                return b""
+
+        return pa.array([text(name) for name in names.to_pylist()], pa.binary()).cast(pa.string())
+
+
+_MIN_PIECE = 4 << 20  # bytes: smaller files are parsed in one piece
+
+
+def _pieces(raw: np.ndarray, start: int, stop: int, count: int, min_size: int = 4 << 20) -> list[tuple[int, int]]:
+    """Split ``raw[start:stop]`` into up to ``count`` pieces that end just after a newline."""
+    count = max(1, min(count, (stop - start) // min_size))
+    bounds = [start]
+    for k in range(1, count):
+        at = start + (stop - start) * k // count
+        if at <= bounds[-1]:
+            continue
+        newline = np.flatnonzero(raw[at:min(stop, at + (1 << 20))] == 10)
+        if len(newline) == 0:
+            continue  # a line over 1 MiB long: leave this piece joined to the next
+        bounds.append(at + int(newline[0]) + 1)
+    bounds.append(stop)
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def _rows_c(raw: np.ndarray, header_end: int, fmt: PoseFormat) -> _Rows:
+    """Parse with the C parser: pieces of the file in threads, each with its names; then merge."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    names = table.column(0).combine_chunks()
+    from gafnet.gait import fastcsv
+
+    pieces = _pieces(raw, header_end, len(raw), _workers(), _MIN_PIECE)
+    with ThreadPoolExecutor(len(pieces)) as pool:
+        counts = list(pool.map(lambda ab: fastcsv.count_lines(raw, *ab), pieces))
+        first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        total = int(first[-1])
+        values = np.empty((total, NUM_VALUES), np.float32)
+        status = np.empty(total, np.int8)
+        columns = np.empty(total, np.int32)
+
+        def parse(k: int):
+            lo, hi = first[k], first[k + 1]
+            offsets, data = fastcsv.parse_lines(raw, *pieces[k], values[lo:hi], status[lo:hi], columns[lo:hi])
+            names = pa.LargeStringArray.from_buffers(int(hi - lo), pa.py_buffer(offsets), pa.py_buffer(data))
+            is_row = (status[lo:hi] != fastcsv.ROW_EMPTY) & (status[lo:hi] != fastcsv.ROW_WRONG_COUNT)
+            ragged = status[lo:hi] == fastcsv.ROW_WRONG_COUNT
+            ragged_junk = pc.starts_with(names.filter(pa.array(ragged)), JUNK_PREFIX).to_numpy(zero_copy_only=False)
+            if not is_row.all():
+                names = names.filter(pa.array(is_row))
+            return is_row, ragged_junk, _name_codes(names, fmt)
+
+        parts = list(pool.map(parse, range(len(pieces))))
+    is_row = np.concatenate([p[0] for p in parts])
+    ragged_junk = np.concatenate([p[1] for p in parts])
+    codes = [p[2] for p in parts]
+    group, target_of_group = _merge_groups(codes)
+    value_rows = None if is_row.all() else np.flatnonzero(is_row)  # values stay per line: one copy, later
+    row_status = status if value_rows is None else status[value_rows]
+    reason = np.zeros(len(row_status), np.int8)
+    reason[row_status == fastcsv.ROW_NON_NUMERIC] = NON_NUMERIC
+    reason[row_status == fastcsv.ROW_NOT_FINITE] = NOT_FINITE
+    empty = status == fastcsv.ROW_EMPTY
+
+    def locate() -> _Located:
+        ragged = np.flatnonzero(status == fastcsv.ROW_WRONG_COUNT)
+        keep = ~ragged_junk
+        return _Located(np.flatnonzero(is_row) + 2, ragged[keep] + 2, columns[ragged[keep]].astype(np.int64),
+                        int(np.count_nonzero(empty)), [])
+
+    return _Rows(values, reason, np.concatenate([c.junk for c in codes]), np.concatenate([c.matched for c in codes]),
+                 group, target_of_group, len(ragged_junk), int(np.count_nonzero(ragged_junk)), locate,
+                 empty_lines=int(np.count_nonzero(empty)), value_rows=value_rows)
+
+
+@dataclass
+class _NameCodes:
+    junk: np.ndarray  # (n,) bool
+    matched: np.ndarray  # (n,) bool
+    codes: np.ndarray  # (n,) int64 row of key_table
+    key_table: np.ndarray  # (K, k) int64 target of each distinct name prefix
+
+
+def _name_codes(names, fmt: PoseFormat) -> _NameCodes:
+    """Per row: junk flag, whole-name match flag, code of its name prefix; and the target of each prefix."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     junk = pc.starts_with(names, JUNK_PREFIX).to_numpy(zero_copy_only=False)
     matched = pc.match_substring_regex(names, fmt.pattern).to_numpy(zero_copy_only=False)
     prefixes = pc.replace_substring_regex(names, f"{fmt.frame_pattern}$", "")
@@ -483,62 +659,63 @@ def _names(table, fmt: PoseFormat):
     matched &= valid.to_numpy(zero_copy_only=False)[codes]
     if "person" in fmt.fields:  # MARS person "00-1" is junk, whatever the name's directories
         junk |= key_table[codes, fmt.fields.index("person")] == -1
-    # different prefixes can name the same target (e.g. other directories): one group per target
-    _, canonical = np.unique(key_table, axis=0, return_inverse=True)
-    return junk, matched, canonical.reshape(-1)[codes], key_table, canonical.reshape(-1)
+    return _NameCodes(junk, matched, codes, key_table)
 
 
-def _build(raw, header_end, table, ragged, non_numeric, fmt: PoseFormat, report: PoseReport,
-           max_listed: int) -> PoseSet:
+def _merge_groups(parts: Sequence[_NameCodes]) -> tuple[np.ndarray, np.ndarray]:
+    """One group id per row over all parts: different prefixes (e.g. other directories, or the same prefix
+    in two pieces of the file) that name the same target are one group. → (group (n,), target_of_group)."""
+    k = parts[0].key_table.shape[1] if parts else 0
+    tables = [p.key_table for p in parts]
+    key_table = np.concatenate(tables) if tables else np.zeros((0, k), np.int64)
+    shift = np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int64)
+    codes = np.concatenate([p.codes + shift[i] for i, p in enumerate(parts)]) if parts else np.zeros(0, np.int64)
+    if len(key_table) == 0:
+        return codes, np.zeros((0, k), np.int64)
+    target_of_group, canonical = np.unique(key_table, axis=0, return_inverse=True)
+    return canonical.reshape(-1)[codes], target_of_group
+
+
+def _build(rows: _Rows | None, fmt: PoseFormat, report: PoseReport, max_listed: int) -> PoseSet:
     k = len(fmt.fields)
-    if table is None or table.num_rows == 0:
+    if rows is None or len(rows.values) == 0 and rows.ragged == 0:
         values = np.zeros((0, NUM_VALUES), np.float32)
-        finite = junk = matched = np.zeros(0, bool)
+        junk = matched = np.zeros(0, bool)
+        value_reason = np.zeros(0, np.int8)
         group = np.zeros(0, np.int64)
         target_of_group = np.zeros((0, k), np.int64)
+        ragged = ragged_junk = 0
+        value_rows = None
+        if rows is not None and rows.empty_lines is not None:
+            report.empty_lines = rows.empty_lines
     else:
-        with ThreadPoolExecutor(1) as pool:  # names (Arrow kernels, no GIL) alongside the value copy
-            names = pool.submit(_names, table, fmt)
-            values, finite = _values(table)
-            junk, matched, group, key_table, canonical = names.result()
-        target_of_group = np.zeros((int(canonical.max()) + 1 if len(canonical) else 0, k), np.int64)
-        target_of_group[canonical] = key_table
-    n = len(finite)
-    reason = np.zeros(n, dtype=np.int8)
-    reason[~matched] = BAD_NAME
-    reason[~finite] = NOT_FINITE
-    if non_numeric is not None:
-        reason[non_numeric] = NON_NUMERIC
-    reason[junk] = 0  # the original checks the junk prefix before anything else
+        values, value_reason, junk, matched = rows.values, rows.reason, rows.junk, rows.matched
+        group, target_of_group, ragged, ragged_junk = rows.group, rows.target_of_group, rows.ragged, rows.ragged_junk
+        value_rows = rows.value_rows
+        if rows.empty_lines is not None:
+            report.empty_lines = rows.empty_lines
+    n = len(values) if value_rows is None else len(value_rows)
+    # the original's order of checks: junk prefix, column count, values, then (here) the name
+    reason = np.where(value_reason != 0, value_reason, np.where(matched, 0, BAD_NAME)).astype(np.int8)
+    reason[junk] = 0
     good = (reason == 0) & ~junk
 
-    ragged_junk = sum(text.startswith(JUNK_PREFIX) for text in ragged)
     bad_lines = np.zeros(0, np.int64)
     bad_codes = np.zeros(0, np.int8)
     bad_columns = np.zeros(0, np.int64)
     if ragged or np.any(reason):
-        lines = _line_table(raw, header_end, ragged)
-        report.empty_lines = int(np.count_nonzero(lines.empty))
-        parsed_lines = lines.number[~lines.empty & (lines.columns == NUM_COLUMNS)]
-        ragged_mask = ~lines.empty & (lines.columns != NUM_COLUMNS) & ~lines.junk
-        ragged_lines = lines.number[ragged_mask]
-        ragged_columns = lines.columns[ragged_mask]
+        located = rows.locate()
+        report.empty_lines = located.empty_lines
+        report.notes.extend(located.notes)
         row_bad = np.flatnonzero(reason)
-        if len(parsed_lines) == n:
-            row_lines = parsed_lines[row_bad]
-        else:  # the line scan and Arrow disagree (e.g. lone CR line ends): report row numbers instead
-            row_lines = row_bad + 2
-            report.notes.append("line numbers are approximate (unusual line endings): data row index + 2")
-        bad_lines = np.concatenate([ragged_lines, row_lines])
-        bad_codes = np.concatenate([np.full(len(ragged_lines), WRONG_COUNT, np.int8), reason[row_bad]])
-        bad_columns = np.concatenate([ragged_columns, np.full(len(row_lines), NUM_COLUMNS)])
+        row_lines = located.row_lines[row_bad] if located.row_lines is not None else row_bad + 2
+        bad_lines = np.concatenate([located.ragged_lines, row_lines])
+        bad_codes = np.concatenate([np.full(len(located.ragged_lines), WRONG_COUNT, np.int8), reason[row_bad]])
+        bad_columns = np.concatenate([located.ragged_columns, np.full(len(row_lines), NUM_COLUMNS)])
         order = np.argsort(bad_lines, kind="stable")
         bad_lines, bad_codes, bad_columns = bad_lines[order], bad_codes[order], bad_columns[order]
-        if len(ragged_lines) + ragged_junk != len(ragged):
-            report.notes.append(f"{len(ragged)} rows had the wrong number of columns; "
-                                f"{len(ragged_lines) + ragged_junk} of them were located in the file")
 
-    report.rows_read = int(n + len(ragged))
+    report.rows_read = int(n + ragged)
     report.junk_rows = int(np.count_nonzero(junk) + ragged_junk)
     report.bad_rows = int(len(bad_lines))
     report.bad_by_reason = {BAD_ROW_REASONS[c]: int(np.count_nonzero(bad_codes == c))
@@ -552,10 +729,11 @@ def _build(raw, header_end, table, ragged, non_numeric, fmt: PoseFormat, report:
     good_rows = np.flatnonzero(good)
     good_groups = group[good_rows]
     order, offsets, first = group_rows(good_groups)
+    take = good_rows if value_rows is None else value_rows[good_rows]
     if order is not None:  # some target's rows are not contiguous in the file
-        values = values[good_rows[order]]
-    elif len(good_rows) < n:  # bad rows to leave out
-        values = values[good_rows]
+        values = values[take[order]]
+    elif len(take) < len(values):  # bad rows or lines to leave out
+        values = values[take]
     poses = values.reshape(len(values), NUM_JOINTS, NUM_CHANNELS)
     targets = target_of_group[good_groups[first]] if len(first) else np.zeros((0, k), np.int64)
     report.sequences, report.frames = len(offsets) - 1, int(offsets[-1])
