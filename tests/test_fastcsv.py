@@ -208,7 +208,8 @@ def test_without_a_compiler_arrow_is_used(tmp_path, monkeypatch):
     assert fastcsv.choose_engine(None) == "arrow"
     path = tmp_path / "p.csv"
     path.write_text(HEADER + "\ncam1_person001_00001.png," + ",".join(["2"] * 51) + "\n")
-    assert parse_pose_file(path, "ilids").report.rows_used == 1
+    report = parse_pose_file(path, "ilids").report
+    assert report.rows_used == 1 and "could not be built: no C compiler" in report.summary()
     with pytest.raises(InputError, match="cannot be built: no C compiler"):
         parse_pose_file(path, "ilids", engine="c")
 
@@ -238,3 +239,8 @@ def test_unknown_engine_is_an_input_error(tmp_path, monkeypatch):
     monkeypatch.setenv("GAFNET_POSE_PARSER", "fast")
     with pytest.raises(InputError, match="unknown pose parser 'fast'.*auto, c, arrow"):
         parse_pose_file(path, "ilids")
+
+
+def test_the_build_command_says_where_the_parser_is(capsys):
+    assert fastcsv.main() == 0
+    assert str(fastcsv.library_path()) in capsys.readouterr().out

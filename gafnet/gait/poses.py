@@ -355,6 +355,9 @@ def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_l
         raw = np.frombuffer(buffer, dtype=np.uint8)
         header_end = _header_end(raw)
         report = PoseReport(path=str(path), dataset=fmt.name)
+        if engine == "arrow" and fastcsv.build_error():
+            report.notes.append(f"read with Arrow's CSV reader (slower): the C parser could not be built: "
+                                f"{fastcsv.build_error()}")
         header = raw[:header_end].tobytes().decode("utf-8", "replace").split(",", 1)[0].strip()
         if re.match(fmt.pattern, header):
             report.notes.append(f"line 1 ({header!r}) looks like a data row; line 1 is always read as the header, "
