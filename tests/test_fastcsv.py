@@ -6,8 +6,13 @@ Both parsers also run every test of test_poses.py (its autouse ``engine`` fixtur
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,7 +46,7 @@ NULL_RE = re.compile(P._NULL_RE, re.ASCII)
 
 def expected_value(token: str):
     """The rules by hand: (status, value) with value = float32 of the correctly rounded double."""
-    text = token.strip(" \t")
+    text = token.strip()  # Python's white space (str.isspace), as float() and the original
     if FLOAT_RE.match(text):
         with np.errstate(over="ignore"):
             value = np.float32(float(text))
@@ -57,7 +62,9 @@ TOKENS = ["0", "-0", "+0", "1", "-1", "12.5", "255.829", "0.7505", ".5", "5.", "
           "1.00000000000000000000000000000000000000001", "9007199254740993", "179.99999999999999999",
           "  7.25", "7.25  ", "\t7.25\t", "inf", "-inf", "+Infinity", "INF", "nan", "NaN", "-nan", "+NAN", "",
           "  ", "NA", "n/a", "NULL", "None", "#N/A", "-1.#IND", "1.#QNAN", "abc", "1.2.3", "--1", "1e", "1e+",
-          ".", "-", "+", "e5", "1_000", "0x10", "1,5", "nanx", "infinit", "1 2", "١٢"]
+          ".", "-", "+", "e5", "1_000", "0x10", "1,5", "nanx", "infinit", "1 2", "١٢",
+          "\u00a01.5", "1.5\u3000", "\u20281.5\u2029", "\x1c1.5\x1f", "\u20001.5\u200a", "\u0085-2\u202f",
+          "\u205f3\u1680", "\u200b1.5", "1.5\ufeff", "\u00a0", "\u3000nan", "1e99999", "-1e-99999"]
 
 
 @pytest.mark.parametrize("token", [t for t in TOKENS if "," not in t])
@@ -68,6 +75,49 @@ def test_each_token_is_read_by_the_rules(token):
     if expected is not None:
         got = values[0, 0]
         assert (math.isnan(got) and math.isnan(expected)) or got.tobytes() == expected.tobytes(), (token, got, expected)
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_both_parsers_apply_the_same_rules_to_each_token(tmp_path, token):
+    """A file whose second row holds ``token``: the same rows, values and bad-row report either way."""
+    good = ",".join(["1.5"] * 51)
+    cells = ",".join([token] + ["2.5"] * 50)
+    path = tmp_path / "p.csv"
+    path.write_bytes(f"{HEADER}\ncam1_person001_00001.png,{good}\ncam1_person001_00002.png,{cells}\n".encode())
+    c, arrow = (parse_pose_file(path, "ilids", engine=e, max_listed=10) for e in ("c", "arrow"))
+    assert c.report.bad_lines == arrow.report.bad_lines
+    assert c.report.rows_used == arrow.report.rows_used
+    np.testing.assert_array_equal(c.poses, arrow.poses)
+
+
+def test_a_huge_exponent_after_many_zeros_is_not_finite():
+    tiny = "0." + "0" * 99_999 + "1"  # 1e-100000
+    _, status, _, _ = parse_text(f"n,{tiny}e1000000,1,2\n")  # 1e900000: inf, not 1.0
+    assert status.tolist() == [fastcsv.ROW_NOT_FINITE]
+    values, status, _, _ = parse_text(f"n,{tiny}e-1000038,{tiny}e100001,{tiny}e100000\n")
+    assert status.tolist() == [fastcsv.ROW_OK] and values[0].tolist() == [0, 10, 1]
+
+
+def test_numbers_do_not_depend_on_the_process_locale(tmp_path):
+    """strtod follows LC_NUMERIC: under a German locale it would read "1.5e30" as 1. The parser must not."""
+    if shutil.which("localedef") is None:
+        pytest.skip("localedef is not installed: cannot make a locale with a decimal comma")
+    made = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")],
+                          capture_output=True, text=True)
+    if not (tmp_path / "de_DE.UTF-8").is_dir():
+        pytest.skip(f"localedef could not make de_DE.UTF-8 here: {made.stderr.strip()[:200]}")
+    path = tmp_path / "p.csv"
+    values = ["1.5e30", "0.12345678901234567890123", "-2.5e-40"] + ["2.5"] * 48
+    path.write_text(HEADER + "\ncam1_person001_00001.png," + ",".join(values) + "\n")
+    code = ("import locale, sys; locale.setlocale(locale.LC_ALL, 'de_DE.UTF-8'); "
+            "assert locale.localeconv()['decimal_point'] == ','; "
+            "from gafnet.gait.poses import parse_pose_file; "
+            "print(parse_pose_file(sys.argv[1], 'ilids', engine='c').poses[0, 0].tolist())")
+    env = dict(os.environ, LOCPATH=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    expected = np.array([float(v) for v in values[:3]]).astype(np.float32).tolist()
+    assert [float(v) for v in done.stdout.strip("[]\n").split(",")] == expected
 
 
 def test_random_decimals_equal_python_float_then_float32():
@@ -136,16 +186,29 @@ def test_names_that_are_not_utf8_are_left_empty():
     assert status.tolist() == [0, 0, 0, 0]
 
 
-def test_lone_cr_files_get_exact_line_numbers(tmp_path):
+@pytest.mark.parametrize("engine", ["c", "arrow"])
+def test_lone_cr_files_get_exact_line_numbers(tmp_path, engine):
     good = ",".join(["1.5"] * 51)
-    lines = [HEADER, f"cam1_person001_00001.png,{good}", "", f"cam1_person001_00002.png,1,2",
-             f"cam1_person001_00003.png,{good}"]
+    lines = [HEADER, f"cam1_person001_00001.png,{good}", "", "cam1_person001_00002.png,1,2",
+             f"cam1_person001_00003.png,{good}", "x,1", f"cam1_person001_00004.png,{good}"]
+    path = tmp_path / "cr.csv"
+    path.write_bytes(("\r".join(lines[:4]) + "\r\n" + "\r".join(lines[4:])).encode())  # one CRLF among them
+    result = parse_pose_file(path, "ilids", engine=engine)
+    assert result.report.bad_lines == [(4, "3 columns, expected 52"), (6, "2 columns, expected 52")]
+    assert result.report.empty_lines == 1 and not result.report.notes
+    assert result.report.rows_used == 3
+
+
+@pytest.mark.parametrize("engine", ["c", "arrow"])
+def test_lone_cr_file_with_a_ragged_row_and_an_empty_line_at_the_end(tmp_path, engine):
+    good = ",".join(["1.5"] * 51)
+    lines = [HEADER, f"cam1_person001_00001.png,{good}", "cam1_person001_00002.png,1,2",
+             f"cam1_person001_00003.png,{good}", "", ""]
     path = tmp_path / "cr.csv"
     path.write_bytes("\r".join(lines).encode())
-    result = parse_pose_file(path, "ilids", engine="c")
-    assert result.report.bad_lines == [(4, "3 columns, expected 52")]
-    assert result.report.empty_lines == 1 and not result.report.notes
-    assert result.report.rows_used == 2
+    report = parse_pose_file(path, "ilids", engine=engine).report
+    assert report.bad_lines == [(3, "3 columns, expected 52")] and report.bad_rows == 1
+    assert report.empty_lines == 1 and not report.notes and report.rows_used == 2
 
 
 @pytest.mark.parametrize("engine", ["c", "arrow"])
@@ -156,6 +219,36 @@ def test_a_name_that_is_not_utf8_is_a_bad_name(tmp_path, engine):
                      + f"cam1_person001_0000\xe9.png,{good}\n".encode("latin-1"))
     result = parse_pose_file(path, "ilids", engine=engine)
     assert result.report.bad_lines == [(3, "unparsable image name")] and result.report.rows_used == 1
+
+
+@pytest.mark.parametrize("engine", ["c", "arrow"])
+def test_a_value_that_is_not_utf8_is_non_numeric(tmp_path, engine):
+    good = ",".join(["1.5"] * 51)
+    path = tmp_path / "bytes.csv"
+    path.write_bytes(f"{HEADER}\ncam1_person001_00001.png,{good}\ncam1_person001_00002.png,1\xe9,".encode("latin-1")
+                     + ",".join(["2"] * 50).encode() + b"\n")
+    result = parse_pose_file(path, "ilids", engine=engine)
+    assert result.report.bad_lines == [(3, "non-numeric value")] and result.report.rows_used == 1
+
+
+@pytest.mark.parametrize("engine", ["c", "arrow"])
+def test_a_line_longer_than_arrow_blocks(tmp_path, engine):
+    good = ",".join(["1.5"] * 51)
+    path = tmp_path / "long.csv"
+    path.write_text(f"{HEADER}\ncam1_person001_00001.png,{good}\n{'x' * (3 << 20)},{good}\n"
+                    f"cam1_person001_00002.png,{good}\n")
+    result = parse_pose_file(path, "ilids", engine=engine)
+    assert result.report.bad_lines == [(3, "unparsable image name")] and result.report.rows_used == 2
+
+
+@pytest.mark.parametrize("engine", ["c", "arrow"])
+def test_inf_and_minus_inf_in_one_row_warn_nothing(tmp_path, engine):
+    path = tmp_path / "inf.csv"
+    path.write_text(HEADER + "\ncam1_person001_00001.png," + ",".join(["inf", "-inf"] + ["1"] * 49) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = parse_pose_file(path, "ilids", engine=engine)
+    assert result.report.bad_lines == [(2, "missing, NaN or infinite value")]
 
 
 def test_pieces_in_threads_give_the_same_result_as_one_piece(tmp_path, monkeypatch):
@@ -221,6 +314,28 @@ def test_a_failing_compiler_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", "false")
     assert fastcsv.get_library() is None and "failed" in fastcsv.build_error()
     assert not any((tmp_path / "cache").rglob("*.so"))  # no half-built library left behind
+
+
+def test_an_unusable_cache_directory_builds_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setattr(fastcsv, "_library", None)
+    monkeypatch.setattr(fastcsv, "_build_error", None)
+    (tmp_path / "afile").write_text("not a directory")
+    monkeypatch.setenv("GAFNET_CACHE_DIR", str(tmp_path / "afile" / "sub"))
+    lib = fastcsv.get_library()
+    assert lib is not None and fastcsv.build_error() is None and "gafnet_build_" in lib._name
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file ownership and modes are POSIX")
+def test_a_library_writable_by_others_is_not_loaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(fastcsv, "_library", None)
+    monkeypatch.setattr(fastcsv, "_build_error", None)
+    monkeypatch.setenv("GAFNET_CACHE_DIR", str(tmp_path / "cache"))
+    planted = fastcsv.library_path()
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"not a library")
+    planted.chmod(0o666)
+    lib = fastcsv.get_library()
+    assert lib is not None and Path(lib._name) != planted and "gafnet_build_" in lib._name
 
 
 def test_a_fresh_build_loads_and_is_reused(tmp_path, monkeypatch):

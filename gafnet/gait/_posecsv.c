@@ -13,11 +13,15 @@
  *   - numbers are converted to double (correctly rounded) and then to float32, as numpy does when the
  *     original code calls np.array(strings, dtype=float32).
  */
-#include <ctype.h>
+#define _GNU_SOURCE /* strtod_l and newlocale in glibc */
+#include <locale.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__APPLE__)
+#include <xlocale.h>
+#endif
 
 #define ROW_OK 0
 #define ROW_EMPTY 1
@@ -32,24 +36,60 @@
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
+/* Bytes of the white-space character that starts at p (0 if none): what Python's float() strips, i.e.
+ * str.isspace(): ASCII \t \v \f, 0x1C-0x1F, space, and in UTF-8 U+0085, U+00A0, U+1680, U+2000-U+200A,
+ * U+2028, U+2029, U+202F, U+205F, U+3000. (\n and \r end the line before a field gets here.) */
+static int space_at(const unsigned char *p, const unsigned char *e) {
+    if (p >= e) return 0;
+    unsigned c = p[0];
+    if (c == ' ' || c == '\t' || c == '\v' || c == '\f' || (c >= 0x1C && c <= 0x1F)) return 1;
+    if (c == 0xC2 && e - p >= 2 && (p[1] == 0x85 || p[1] == 0xA0)) return 2;
+    if (e - p < 3) return 0;
+    if (c == 0xE1 && p[1] == 0x9A && p[2] == 0x80) return 3;
+    if (c == 0xE2 && p[1] == 0x80 && (p[2] <= 0x8A || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF) && p[2] >= 0x80)
+        return 3;
+    if (c == 0xE2 && p[1] == 0x81 && p[2] == 0x9F) return 3;
+    if (c == 0xE3 && p[1] == 0x80 && p[2] == 0x80) return 3;
+    return 0;
+}
+
+/* Bytes of the white-space character that ends at e (0 if none). */
+static int space_before(const unsigned char *p, const unsigned char *e) {
+    for (int n = 1; n <= 3; n++)
+        if (e - p >= n && space_at(e - n, e) == n) return n;
+    return 0;
+}
 
 static int equals_nocase(const char *p, const char *e, const char *word) {
     size_t n = strlen(word);
     if ((size_t)(e - p) != n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (tolower((unsigned char)p[i]) != word[i]) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != word[i]) return 0;
+    }
     return 1;
+}
+
+/* strtod in the "C" locale, whatever the process's locale is (a German locale reads "1.5" as 1). */
+static locale_t c_locale;
+
+int gafnet_init(void) {
+    if (c_locale == (locale_t)0) c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    return c_locale != (locale_t)0;
 }
 
 static double slow_strtod(const char *p, const char *e) {
     char small[128];
     size_t n = (size_t)(e - p);
     char *text = n < sizeof small ? small : (char *)malloc(n + 1);
-    if (text == NULL) return NAN;
+    if (text == NULL || c_locale == (locale_t)0) {
+        if (text != small) free(text);
+        return NAN;
+    }
     memcpy(text, p, n);
     text[n] = '\0';
-    double value = strtod(text, NULL);
+    double value = strtod_l(text, NULL, c_locale);
     if (text != small) free(text);
     return value;
 }
@@ -57,8 +97,8 @@ static double slow_strtod(const char *p, const char *e) {
 /* One value field [p, e): VALUE_NUMBER (finite), VALUE_NOT_FINITE (NaN, inf, null-like, overflow) or
  * VALUE_NON_NUMERIC; *out is set in the first two cases. */
 static int parse_value(const char *p, const char *e, float *out) {
-    while (p < e && is_blank(*p)) p++;
-    while (e > p && is_blank(e[-1])) e--;
+    for (int n; (n = space_at((const unsigned char *)p, (const unsigned char *)e)) > 0;) p += n;
+    for (int n; (n = space_before((const unsigned char *)p, (const unsigned char *)e)) > 0;) e -= n;
     const char *start = p;
     int negative = 0;
     if (p < e && (*p == '+' || *p == '-')) negative = (*p++ == '-');
@@ -96,6 +136,7 @@ static int parse_value(const char *p, const char *e, float *out) {
             if (p < e && (*p == '+' || *p == '-')) exp_negative = (*p++ == '-');
             while (p < e && (unsigned)(*p - '0') < 10) {
                 if (exp_value < 100000) exp_value = exp_value * 10 + (*p - '0');
+                else exact = 0; /* a huge exponent: strtod says inf or 0 */
                 p++;
                 exp_digits++;
             }

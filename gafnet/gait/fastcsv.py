@@ -51,6 +51,10 @@ def library_path(cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir() / "build") / f"posecsv-{digest.hexdigest()[:16]}{suffix}"
 
 
+class CompileError(OSError):
+    """No compiler, or the compiler failed (a different cache directory would not help)."""
+
+
 def _compile(target: Path) -> None:
     """Compile the source into ``target`` (atomically: a temporary file, then a rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +63,10 @@ def _compile(target: Path) -> None:
     try:
         command = compiler() + ["-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
         if shutil.which(command[0]) is None:
-            raise OSError(f"no C compiler ({command[0]!r} not found; set CC to use another)")
+            raise CompileError(f"no C compiler ({command[0]!r} not found; set CC to use another)")
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise OSError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+            raise CompileError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -76,7 +80,19 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.gafnet_count_lines.argtypes = [ptr, i64]
     lib.gafnet_parse_lines.restype = i64
     lib.gafnet_parse_lines.argtypes = [ptr, i64, i32, i64, ptr, ptr, ptr, ptr, ptr]
+    lib.gafnet_init.restype = ctypes.c_int
+    lib.gafnet_init.argtypes = []
+    if not lib.gafnet_init():  # before any thread parses: numbers are read in the "C" locale
+        raise OSError("the C locale is not available to the pose parser")
     return lib
+
+
+def _trusted(path: Path) -> bool:
+    """A library file we may load: ours, and not writable by others (POSIX)."""
+    if os.name != "posix":
+        return True
+    info = path.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def get_library() -> ctypes.CDLL | None:
@@ -90,7 +106,11 @@ def get_library() -> ctypes.CDLL | None:
             try:
                 if not path.exists():
                     _compile(path)
-            except PermissionError:  # a read-only cache: build in a temporary directory instead
+                if not _trusted(path):
+                    raise PermissionError(f"{path} belongs to another user or is writable by others")
+            except CompileError:
+                raise
+            except OSError:  # an unusable cache (read-only, not a directory, not ours): a private one
                 path = library_path(Path(tempfile.mkdtemp(prefix="gafnet_build_")))
                 _compile(path)
             _library = _load(path)

@@ -399,10 +399,11 @@ _COLUMN_NAMES = ["image_name"] + _VALUE_NAMES
 
 
 def _read_table(body, where: str):
-    """Arrow parse of the data lines → (table with float32 value columns, ragged row count, non-numeric mask).
+    """Arrow parse of the data lines → (table with float32 value columns, ragged row texts, non-numeric mask).
 
     A cell that is not a number makes Arrow's typed read fail and name the column; that column is then read
-    as text and converted here, cell by cell (a few retries, then every column as text).
+    as bytes and converted here, cell by cell (a few retries, then every column as bytes). Only empty cells
+    are nulls for Arrow's typed read; other null-like tokens go through the same rules as in the C parser.
     """
     import pyarrow as pa
     from pyarrow import csv
@@ -413,28 +414,30 @@ def _read_table(body, where: str):
         ragged.append(row.text)
         return "skip"
 
-    read = csv.ReadOptions(column_names=_COLUMN_NAMES, block_size=1 << 20)
     parse = csv.ParseOptions(quote_char=False, invalid_row_handler=skip_invalid)
     text_columns: set[str] = set()
-    for attempt in range(5):
+    block_size = 1 << 20
+    for attempt in range(8):
         ragged.clear()
         # names as bytes: a name that is not UTF-8 becomes a bad row (see _utf8_names), not a failed read
-        types = {n: pa.binary() if n == "image_name" else pa.string() if n in text_columns else pa.float32()
-                 for n in _COLUMN_NAMES}
-        convert = csv.ConvertOptions(column_types=types, strings_can_be_null=False)
+        types = {n: pa.binary() if (n == "image_name" or n in text_columns) else pa.float32() for n in _COLUMN_NAMES}
+        convert = csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False)
+        read = csv.ReadOptions(column_names=_COLUMN_NAMES, block_size=block_size)
         try:
             table = csv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
             break
         except pa.ArrowInvalid as exc:
             message = str(exc)
             column = re.search(r"column #(\d+)", message)
-            if "conversion error" not in message.lower() or column is None:
+            if "straddling" in message and block_size < body.size:  # a line longer than a block
+                block_size = min(body.size + 1, block_size * 64)
+            elif "conversion error" not in message.lower() or column is None:
                 raise InputError(f"{where}: cannot be read as CSV ({message})") from None
-            if attempt < 3:
+            elif attempt < 3:
                 text_columns.add(_COLUMN_NAMES[int(column.group(1))])
             else:
                 text_columns.update(_VALUE_NAMES)
-    else:  # pragma: no cover - every value column as text cannot fail to convert
+    else:  # pragma: no cover - every value column as bytes cannot fail to convert
         raise InputError(f"{where}: cannot be read as CSV")
     non_numeric = None
     for name in sorted(text_columns):
@@ -445,17 +448,22 @@ def _read_table(body, where: str):
 
 
 # In a text column, a cell is a number, a null-like token (read as NaN, as Arrow's typed reader does),
-# or non-numeric. Infinity parses as a number and is then rejected together with the NaNs.
+# or non-numeric. Infinity parses as a number and is then rejected together with the NaNs. The C parser
+# (_posecsv.c) implements the same rules.
 _FLOAT_RE = r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf|infinity))$"
 _NULL_RE = r"^(?i:|[+-]?nan|na|n/a|null|none|#n/a|-1\.#ind|1\.#qnan)$"
+# what Python's float() strips around a number (str.isspace), as the original's conversion does
+_SPACES = "\t\x0b\x0c\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000"
 
 
 def _text_to_float(column):
-    """A text column → (float32 column, per-row non-numeric mask)."""
+    """A bytes column → (float32 column, per-row non-numeric mask); cells that are not UTF-8 are non-numeric."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = pc.utf8_trim_whitespace(column)
+    column = _utf8_names(column.combine_chunks(), invalid="\x00")
+    column = pc.utf8_trim(column, _SPACES)
     numeric = pc.match_substring_regex(column, _FLOAT_RE)
     null_like = pc.match_substring_regex(column, _NULL_RE)
     bad = pc.invert(pc.or_(numeric, null_like)).to_numpy(zero_copy_only=False)
@@ -478,7 +486,8 @@ def _values(table) -> tuple[np.ndarray, np.ndarray]:
         for j in range(NUM_VALUES):  # nulls (empty cells, "nan") come out as NaN
             block[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
         # a sum in float64 is finite iff every float32 term is
-        finite[row:row + rows] = np.isfinite(block.sum(axis=1, dtype=np.float64))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: not finite either way
+            finite[row:row + rows] = np.isfinite(block.sum(axis=1, dtype=np.float64))
         row += rows
     return values, finite
 
@@ -540,21 +549,22 @@ def _rows_arrow(raw, header_end, buffer, fmt: PoseFormat, where: str) -> _Rows:
                  sum(text.startswith(JUNK_PREFIX) for text in ragged), locate)
 
 
-def _utf8_names(names):
-    """A binary array of names → a string array; names that are not UTF-8 become empty (a bad name)."""
+def _utf8_names(names, invalid: str = ""):
+    """A binary array → a string array; entries that are not UTF-8 become ``invalid`` (for names: empty,
+    which is then an unparsable name)."""
     import pyarrow as pa
 
     try:
         return names.cast(pa.string())
     except pa.ArrowInvalid:
-        def text(name: bytes) -> bytes:
+        def text(value: bytes) -> bytes:
             try:
-                name.decode("utf-8")
-                return name
+                value.decode("utf-8")
+                return value
             except UnicodeDecodeError:
-                return b""
+                return invalid.encode()
 
-        return pa.array([text(name) for name in names.to_pylist()], pa.binary()).cast(pa.string())
+        return pa.array([text(v) for v in names.to_pylist()], pa.binary()).cast(pa.string())
 
 
 _MIN_PIECE = 4 << 20  # bytes: smaller files are parsed in one piece
@@ -786,7 +796,13 @@ def _line_table(raw: np.ndarray, header_end: int, ragged_texts: Sequence[str] = 
     """
     body = raw[header_end:]
     size = len(body)
-    newlines = [np.flatnonzero(body[a:a + chunk] == 10) + a for a in range(0, size, chunk)]
+    newlines = []
+    for a in range(0, size, chunk):  # line ends: \n, and a \r not followed by \n
+        piece = body[a:a + chunk]
+        cr = np.flatnonzero(piece == 13) + a
+        after = np.minimum(cr + 1, size - 1)
+        lone_cr = cr[(cr + 1 >= size) | (body[after] != 10)]
+        newlines.append(np.sort(np.concatenate([np.flatnonzero(piece == 10) + a, lone_cr])))
     newlines = np.concatenate(newlines) if newlines else np.zeros(0, np.int64)
     starts = np.concatenate([[0], newlines + 1]).astype(np.int64)
     ends = np.concatenate([newlines, [size]]).astype(np.int64)
