@@ -35,7 +35,7 @@ def parse_text(text: str, num_values: int = 3):
     values = np.full((n, num_values), -7.0, np.float32)
     status = np.empty(n, np.int8)
     columns = np.empty(n, np.int32)
-    offsets, data = fastcsv.parse_lines(raw, 0, len(raw), values, status, columns)
+    (offsets, data), _ = fastcsv.parse_lines(raw, 0, len(raw), values, status, columns)
     names = [bytes(data[offsets[i]:offsets[i + 1]]).decode("utf-8", "surrogateescape") for i in range(n)]
     return values, status, columns, names
 
@@ -145,6 +145,49 @@ def test_random_decimals_equal_python_float_then_float32():
                           expected[finite].view(np.uint32))
 
 
+NAMES = {  # valid names of each format, with directories, and names that only look alike
+    "iLIDS": ["cam1_person001_00319.png", "a/b/cam2_person300_1.png", "x.y/cam1_person002_0001.png",
+              "cam1_person001_00319.jpg", "cam1_person001_.png", "cam1_person001_00319", "cam1_person001_00319.png.png"],
+    "mars": ["0065C1T0002F016.jpg", "bbox_test/00-1C1T0001F001.jpg", "d/0000C6T0001F999.jpg", "0065C1T0002F016.png",
+             "0065C1T0002F.jpg", "0065C1T0002F0160000000000.jpg", "dir/00-1C1T0001F001.txt"],
+    "casia-b": ["frames/001-nm-01-090/000042.jpg", "a\\001-bg-02-180\\7.png", "x/124-cl-02-000/000001.png",
+                "001-nm-01-090/000042.jpg", "frames/001-nm-01-090_000042.jpg", "frames/001-nm-01-090/000042.gif",
+                "frames/001-xx-01-090/000042.jpg"],
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(NAMES))
+def test_the_c_cut_of_the_frame_part_equals_the_regex_cut(dataset):
+    """For every name that matches a format, the C parser's prefix is the regex's (PoseFormat.simple_frame)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fmt = P.get_format(dataset)
+    assert fmt.simple_frame
+    raw = np.frombuffer("".join(f"{name},1\n" for name in NAMES[dataset]).encode(), np.uint8)
+    n = fastcsv.count_lines(raw, 0, len(raw))
+    _, (offsets, data) = fastcsv.parse_lines(raw, 0, len(raw), np.empty((n, 1), np.float32), np.empty(n, np.int8),
+                                             np.empty(n, np.int32))
+    c_cut = [bytes(data[offsets[i]:offsets[i + 1]]).decode() for i in range(n)]
+    regex_cut = pc.replace_substring_regex(pa.array(NAMES[dataset]), f"{fmt.frame_pattern}$", "").to_pylist()
+    matched = [re.match(fmt.pattern, name) is not None for name in NAMES[dataset]]
+    assert sum(matched) >= 3
+    for name, ok, a, b in zip(NAMES[dataset], matched, c_cut, regex_cut):
+        if ok:
+            assert a == b, name
+
+
+@pytest.mark.parametrize("dataset", sorted(NAMES))
+def test_both_parsers_group_and_reject_the_same_names(tmp_path, dataset):
+    good = ",".join(["1.5"] * 51)
+    path = tmp_path / "names.csv"
+    path.write_text(HEADER + "\n" + "".join(f"{name},{good}\n" for name in NAMES[dataset] * 2))
+    c, arrow = (parse_pose_file(path, dataset, engine=e, max_listed=100) for e in ("c", "arrow"))
+    assert c.report.bad_lines == arrow.report.bad_lines and c.report.junk_rows == arrow.report.junk_rows
+    assert c.target_list() == arrow.target_list() and len(c) >= 2
+    np.testing.assert_array_equal(c.offsets, arrow.offsets)
+
+
 def test_double_rounding_as_the_original_and_arrow_differ_by_one_ulp(tmp_path):
     """Next to a float32 midpoint the original (text → double → float32) and Arrow (text → float32) differ;
     the C parser gives the original's value (the README documents this)."""
@@ -180,7 +223,7 @@ def test_names_that_are_not_utf8_are_left_empty():
     arr = np.frombuffer(raw, np.uint8)
     n = fastcsv.count_lines(arr, 0, len(arr))
     values, status, columns = np.empty((n, 3), np.float32), np.empty(n, np.int8), np.empty(n, np.int32)
-    offsets, data = fastcsv.parse_lines(arr, 0, len(arr), values, status, columns)
+    (offsets, data), _ = fastcsv.parse_lines(arr, 0, len(arr), values, status, columns)
     names = [bytes(data[offsets[i]:offsets[i + 1]]) for i in range(n)]
     assert names == ["café".encode(), b"", b"", "😀".encode()]  # latin-1 and a UTF-16 surrogate are not UTF-8
     assert status.tolist() == [0, 0, 0, 0]

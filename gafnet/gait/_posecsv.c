@@ -241,17 +241,34 @@ int64_t gafnet_count_lines(const char *buf, int64_t size) {
     return count;
 }
 
+/* The length of a name without its frame part, when that part is one separator character, the frame
+ * number and an extension ("_00319.png", "F016.jpg", "/000042.jpg"); else the whole length. */
+static int64_t frame_prefix(const char *s, int64_t n) {
+    int64_t dot = n - 1;
+    while (dot >= 0 && s[dot] != '.') dot--;
+    if (dot < 0) return n;
+    int64_t digits = dot;
+    while (digits > 0 && (unsigned)(s[digits - 1] - '0') < 10) digits--;
+    if (digits == dot || digits == 0) return n;
+    return digits - 1;
+}
+
 /* Parse the lines of [buf, buf + size). For line i (0-based; at most `capacity` lines):
  *   status[i]           ROW_* code (worst value code wins: non-numeric over not finite);
  *   columns[i]          number of fields (0 for an empty line);
  *   values[i * nvalues + j]  value j (only meaningful when columns[i] == nvalues + 1);
- *   name bytes          names[name_offsets[i] : name_offsets[i + 1]] (the first field; empty for empty lines).
+ *   name bytes          names[name_offsets[i] : name_offsets[i + 1]] (the first field; empty for empty lines,
+ *                       and for a name that is not UTF-8);
+ *   prefix bytes        prefixes[prefix_offsets[i] : prefix_offsets[i + 1]]: the name without its frame part
+ *                       (see frame_prefix).
  * Returns the number of lines, or -1 if `capacity` was too small. */
 int64_t gafnet_parse_lines(const char *buf, int64_t size, int32_t nvalues, int64_t capacity, float *values,
-                           int8_t *status, int32_t *columns, int64_t *name_offsets, char *names) {
+                           int8_t *status, int32_t *columns, int64_t *name_offsets, char *names,
+                           int64_t *prefix_offsets, char *prefixes) {
     const char *p = buf, *end = buf + size;
-    int64_t line = 0, name_end = 0;
+    int64_t line = 0, name_end = 0, prefix_end = 0;
     name_offsets[0] = 0;
+    prefix_offsets[0] = 0;
     while (p < end) {
         if (line >= capacity) return -1;
         float *row = values + line * (int64_t)nvalues;
@@ -263,6 +280,9 @@ int64_t gafnet_parse_lines(const char *buf, int64_t size, int32_t nvalues, int64
         if (valid_utf8(p, q)) { /* a name that is not UTF-8 is left empty: it then fails the name check */
             memcpy(names + name_end, p, (size_t)(q - p));
             name_end += q - p;
+            int64_t cut = frame_prefix(p, q - p);
+            memcpy(prefixes + prefix_end, p, (size_t)cut);
+            prefix_end += cut;
         }
         int empty = (q == p) && (q == end || *q != ',');
         fields = empty ? 0 : 1;
@@ -285,6 +305,7 @@ int64_t gafnet_parse_lines(const char *buf, int64_t size, int32_t nvalues, int64
         status[line] = row_status;
         columns[line] = fields;
         name_offsets[line + 1] = name_end;
+        prefix_offsets[line + 1] = prefix_end;
         line++;
         if (q < end) { /* the line end: \n, \r\n or \r */
             if (*q == '\r' && q + 1 < end && q[1] == '\n') q++;

@@ -79,7 +79,7 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.gafnet_count_lines.restype = i64
     lib.gafnet_count_lines.argtypes = [ptr, i64]
     lib.gafnet_parse_lines.restype = i64
-    lib.gafnet_parse_lines.argtypes = [ptr, i64, i32, i64, ptr, ptr, ptr, ptr, ptr]
+    lib.gafnet_parse_lines.argtypes = [ptr, i64, i32, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.gafnet_init.restype = ctypes.c_int
     lib.gafnet_init.argtypes = []
     if not lib.gafnet_init():  # before any thread parses: numbers are read in the "C" locale
@@ -151,25 +151,27 @@ def count_lines(raw: np.ndarray, start: int, stop: int) -> int:
 
 
 def parse_lines(raw: np.ndarray, start: int, stop: int, values: np.ndarray, status: np.ndarray,
-                columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                columns: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Parse the lines of ``raw[start:stop]`` (uint8) into the given arrays, one entry per line.
 
     ``values`` (n, V) float32, ``status`` (n,) int8 (ROW_*), ``columns`` (n,) int32, with n =
-    :func:`count_lines`, all C-contiguous. Returns the names: (offsets (n + 1,) int64, bytes uint8). The GIL
-    is released meanwhile (ctypes), so pieces of a file can be parsed in threads.
+    :func:`count_lines`, all C-contiguous. Returns the names and the names without their frame part
+    (``_00319.png``, ``F016.jpg``, ``/000042.jpg``: a separator, digits, an extension), each as
+    (offsets (n + 1,) int64, bytes uint8). The GIL is released meanwhile (ctypes), so pieces of a file
+    can be parsed in threads.
     """
     lib = _checked_library()
     n = len(status)
     assert values.flags.c_contiguous and values.dtype == np.float32 and values.shape[0] == n
     assert status.dtype == np.int8 and columns.dtype == np.int32 and len(columns) == n
-    name_offsets = np.empty(n + 1, np.int64)
-    names = np.empty(max(stop - start, 1), np.uint8)
+    name_offsets, prefix_offsets = np.empty(n + 1, np.int64), np.empty(n + 1, np.int64)
+    names, prefixes = np.empty(max(stop - start, 1), np.uint8), np.empty(max(stop - start, 1), np.uint8)
     found = lib.gafnet_parse_lines(raw.ctypes.data + start, stop - start, values.shape[1], n, values.ctypes.data,
                                    status.ctypes.data, columns.ctypes.data, name_offsets.ctypes.data,
-                                   names.ctypes.data)
+                                   names.ctypes.data, prefix_offsets.ctypes.data, prefixes.ctypes.data)
     if found != n:  # pragma: no cover - count_lines and the parser agree on what a line is
         raise RuntimeError(f"pose parser: found {found} lines where {n} were counted")
-    return name_offsets, names[:int(name_offsets[n])]
+    return ((name_offsets, names[:int(name_offsets[n])]), (prefix_offsets, prefixes[:int(prefix_offsets[n])]))
 
 
 def main() -> int:

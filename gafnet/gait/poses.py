@@ -78,7 +78,9 @@ class PoseFormat:
     The regex is ``key_pattern + frame_pattern``: the key part holds the named groups of the target
     (``fields``, in order), the frame part (the end of the name) the frame number. ``categories`` maps a
     group's text to an integer (CASIA-B conditions). Splitting the regex lets the reader run the capturing
-    part once per distinct sequence instead of once per row.
+    part once per distinct sequence instead of once per row. ``simple_frame``: the frame part is always one
+    separator character, the frame number and an extension without digits (``_00319.png``); the C parser
+    then cuts it off without a regex (a test checks that this equals the regex's cut for every format).
     """
 
     name: str
@@ -88,6 +90,7 @@ class PoseFormat:
     example: str
     categories: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    simple_frame: bool = True
 
     @property
     def pattern(self) -> str:
@@ -612,14 +615,15 @@ def _rows_c(raw: np.ndarray, header_end: int, fmt: PoseFormat) -> _Rows:
 
         def parse(k: int):
             lo, hi = first[k], first[k + 1]
-            offsets, data = fastcsv.parse_lines(raw, *pieces[k], values[lo:hi], status[lo:hi], columns[lo:hi])
-            names = pa.LargeStringArray.from_buffers(int(hi - lo), pa.py_buffer(offsets), pa.py_buffer(data))
+            cut = fastcsv.parse_lines(raw, *pieces[k], values[lo:hi], status[lo:hi], columns[lo:hi])
+            names, prefixes = (pa.LargeStringArray.from_buffers(int(hi - lo), pa.py_buffer(offsets), pa.py_buffer(data))
+                               for offsets, data in cut)
             is_row = (status[lo:hi] != fastcsv.ROW_EMPTY) & (status[lo:hi] != fastcsv.ROW_WRONG_COUNT)
             ragged = status[lo:hi] == fastcsv.ROW_WRONG_COUNT
             ragged_junk = pc.starts_with(names.filter(pa.array(ragged)), JUNK_PREFIX).to_numpy(zero_copy_only=False)
             if not is_row.all():
-                names = names.filter(pa.array(is_row))
-            return is_row, ragged_junk, _name_codes(names, fmt)
+                names, prefixes = names.filter(pa.array(is_row)), prefixes.filter(pa.array(is_row))
+            return is_row, ragged_junk, _name_codes(names, fmt, prefixes if fmt.simple_frame else None)
 
         parts = list(pool.map(parse, range(len(pieces))))
     is_row = np.concatenate([p[0] for p in parts])
@@ -652,14 +656,20 @@ class _NameCodes:
     key_table: np.ndarray  # (K, k) int64 target of each distinct name prefix
 
 
-def _name_codes(names, fmt: PoseFormat) -> _NameCodes:
-    """Per row: junk flag, whole-name match flag, code of its name prefix; and the target of each prefix."""
+def _name_codes(names, fmt: PoseFormat, prefixes=None) -> _NameCodes:
+    """Per row: junk flag, whole-name match flag, code of its name prefix; and the target of each prefix.
+
+    ``prefixes``: the names without their frame part, if already known (the C parser cuts them for
+    ``fmt.simple_frame`` formats); else the frame regex cuts them. Only rows whose whole name matches use
+    their prefix, so how an unmatched name is cut does not matter.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     junk = pc.starts_with(names, JUNK_PREFIX).to_numpy(zero_copy_only=False)
     matched = pc.match_substring_regex(names, fmt.pattern).to_numpy(zero_copy_only=False)
-    prefixes = pc.replace_substring_regex(names, f"{fmt.frame_pattern}$", "")
+    if prefixes is None:
+        prefixes = pc.replace_substring_regex(names, f"{fmt.frame_pattern}$", "")
     encoded = pc.dictionary_encode(prefixes)
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     distinct = encoded.dictionary
@@ -671,7 +681,7 @@ def _name_codes(names, fmt: PoseFormat) -> _NameCodes:
         key_table[:, k] = [0 if t is None else fmt.field_value(group, t) for t in texts]
     matched &= valid.to_numpy(zero_copy_only=False)[codes]
     if "person" in fmt.fields:  # MARS person "00-1" is junk, whatever the name's directories
-        junk |= key_table[codes, fmt.fields.index("person")] == -1
+        junk |= matched & (key_table[codes, fmt.fields.index("person")] == -1)
     return _NameCodes(junk, matched, codes, key_table)
 
 
