@@ -254,24 +254,19 @@ def test_lone_cr_file_with_a_ragged_row_and_an_empty_line_at_the_end(tmp_path, e
     assert report.empty_lines == 1 and not report.notes and report.rows_used == 2
 
 
+GOOD = ",".join(["1.5"] * 51)
+
+
 @pytest.mark.parametrize("engine", ["c", "arrow"])
-def test_a_name_that_is_not_utf8_is_a_bad_name(tmp_path, engine):
-    good = ",".join(["1.5"] * 51)
+@pytest.mark.parametrize("second_row,reason", [
+    (f"cam1_person001_0000\xe9.png,{GOOD}", "unparsable image name"),  # a name that is not UTF-8
+    ("cam1_person001_00002.png,1\xe9," + ",".join(["2"] * 50), "non-numeric value"),  # a value that is not
+])
+def test_bytes_that_are_not_utf8(tmp_path, engine, second_row, reason):
     path = tmp_path / "latin1.csv"
-    path.write_bytes(f"{HEADER}\ncam1_person001_00001.png,{good}\n".encode()
-                     + f"cam1_person001_0000\xe9.png,{good}\n".encode("latin-1"))
+    path.write_bytes(f"{HEADER}\ncam1_person001_00001.png,{GOOD}\n".encode() + f"{second_row}\n".encode("latin-1"))
     result = parse_pose_file(path, "ilids", engine=engine)
-    assert result.report.bad_lines == [(3, "unparsable image name")] and result.report.rows_used == 1
-
-
-@pytest.mark.parametrize("engine", ["c", "arrow"])
-def test_a_value_that_is_not_utf8_is_non_numeric(tmp_path, engine):
-    good = ",".join(["1.5"] * 51)
-    path = tmp_path / "bytes.csv"
-    path.write_bytes(f"{HEADER}\ncam1_person001_00001.png,{good}\ncam1_person001_00002.png,1\xe9,".encode("latin-1")
-                     + ",".join(["2"] * 50).encode() + b"\n")
-    result = parse_pose_file(path, "ilids", engine=engine)
-    assert result.report.bad_lines == [(3, "non-numeric value")] and result.report.rows_used == 1
+    assert result.report.bad_lines == [(3, reason)] and result.report.rows_used == 1
 
 
 @pytest.mark.parametrize("engine", ["c", "arrow"])
