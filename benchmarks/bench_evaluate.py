@@ -1,7 +1,7 @@
 """Benchmark of the whole root ``python evaluate.py`` (3 backbones × 10 splits) on a full-size synthetic tree.
 
 The tree has the released dimensions (pit 9216, mgh 5120, osnet 512, gait 128; 150 × 150 per split,
-about 400 MB of CSV). Each configuration runs as a subprocess, as a user runs it; the median of
+about 500 MB of CSV). Each configuration runs as a subprocess, as a user runs it; the median of
 ``--repeats`` runs is printed.
 
 - cold: an empty parse cache (every CSV parsed; the files themselves are in the OS page cache)

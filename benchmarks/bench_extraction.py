@@ -4,7 +4,8 @@
 
 Synthetic iLIDS-VID-like tracklets (23-192 frames), resgcn-n39-r8, centre window of 60 frames, batch 256:
 the whole extraction path (window selection, input layout, model, accumulation), median of --repeats runs,
-in sequences per second; the model-only figure and the original-style baseline are in bench_model.py.
+in sequences per second (with the malloc tuning of the scripts, gafnet/allocator.py, unless
+GAFNET_MALLOC_TUNING=0); the model-only figure and the original-style baseline are in bench_model.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gafnet.allocator import keep_freed_memory  # noqa: E402
 from gafnet.gait import synthetic_poses  # noqa: E402
 from gafnet.gait.extract import extract_embeddings  # noqa: E402
 from gafnet.gait.poses import load_poses  # noqa: E402
@@ -26,6 +28,7 @@ from gafnet.gait.resgcn import build_model  # noqa: E402
 
 
 def main() -> None:
+    tuned = keep_freed_memory()  # as gaitgraph/src/evaluate.py does (GAFNET_MALLOC_TUNING=0: off)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num_ids", type=int, default=300)
     p.add_argument("--batch_size", type=int, default=256)
@@ -44,7 +47,7 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
     print(f"{len(poses)} sequences, batch {a.batch_size}, windows {a.windows}, torch threads "
-          f"{torch.get_num_threads()}: {med:.2f} s (median of {a.repeats}) = {len(poses) / med:.0f} sequences/s")
+          f"{torch.get_num_threads()}, malloc tuning {'on' if tuned else 'off'}: {med:.2f} s (median of {a.repeats}) = {len(poses) / med:.0f} sequences/s")
 
 
 if __name__ == "__main__":

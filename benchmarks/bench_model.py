@@ -19,7 +19,7 @@ printed too, which is the steadier measure when other processes share the cores.
 The original-style model below (``OriginalStyleResGCN``) follows the original forward structure: the 1×1
 ``gcn`` convolution to K·C channels, then ``einsum('nkctv,kvw->nctw')`` with ``A * edge`` recomputed on every
 call, BatchNorm modules after every convolution, ReLUs and residual additions out of place, NCHW memory,
-global pooling followed by ``squeeze()``. The tests also use it as an independent implementation of RESGCN.md.
+global pooling followed by ``squeeze()``. The tests also use it as an independent implementation of the original ResGCN.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gafnet.allocator import keep_freed_memory  # noqa: E402
 from gafnet.gait.graph import coco_adjacency  # noqa: E402
 from gafnet.gait.resgcn import build_model, parse_network_name  # noqa: E402
 from gafnet.gait.supcon import SupConLoss  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------------
-# Original-style ResGCN: the plain reading of RESGCN.md, module names as in the original state_dict.
+# Original-style ResGCN: a plain reading of the original ResGCN, module names as in the original state_dict.
 
 
 def _no_residual(x):
@@ -273,14 +274,18 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default (default: 0)")
     parser.add_argument("--skip-train", action="store_true", help="time inference only")
     parser.add_argument("--skip-infer", action="store_true", help="time training only")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="leave glibc's malloc as it is (train.py and evaluate.py tune it: gafnet/allocator.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    tuned = False if args.no_malloc_tuning else keep_freed_memory()
     torch.manual_seed(args.seed)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, network {args.network}, "
-          f"I={args.branches} C={args.channels} T={args.frames}")
+          f"I={args.branches} C={args.channels} T={args.frames}, malloc tuning {'on' if tuned else 'off'} "
+          "(both models)")
 
     ours = build_model(args.network, args.branches, args.channels, 128)
     original = build_original_style(args.network, args.branches, args.channels, 128)

@@ -1,6 +1,6 @@
 """The embedding CSVs of the released data: one reader (by header), one writer, a parse cache.
 
-Format (DATA.md). A header row, then one row per tracklet. The last two columns are ``person_id`` and
+Format (README, "Data layout"). A header row, then one row per tracklet. The last two columns are ``person_id`` and
 ``camera_id`` (integers); a leading ``index`` column (or pandas' unnamed index, an empty header cell)
 is dropped; every other column is a feature. This covers all known variants:
 

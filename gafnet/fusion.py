@@ -24,7 +24,7 @@ from .metrics import RankResult, rank_queries, squared_euclidean, summarise
 
 @dataclass(frozen=True)
 class Backbone:
-    """A row of the paper's table (DATA.md): dimensions, λ, gait source and the published numbers."""
+    """A row of the paper's table: dimensions, λ, gait source and the published numbers."""
 
     name: str
     dim: int

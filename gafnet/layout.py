@@ -1,4 +1,4 @@
-"""The released data layout (DATA.md): where every file of the GAF-Net data tree lives.
+"""The released data layout (README, "Data layout"): where every file of the GAF-Net data tree lives.
 
     embeddings/ilids/{pit,mgh,osnet,gait1,gait2}/{query,gallery}_split{0..9}.csv
     poses/splits_pit/{train,test}_split{0..9}.csv

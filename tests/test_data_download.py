@@ -609,7 +609,7 @@ def test_all_goes_on_with_the_github_assets_when_google_drive_fails(release, mon
     assert run_cli("download", "all", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("python -m gafnet.data: error: gafnet: HTTP 404")
-    assert err[-1] == "python -m gafnet.data: error: not complete: gafnet (see above); the other targets are done"
+    assert err[-1] == "python -m gafnet.data: error: not complete: gafnet (see above); done: casia-b, gaitgraph-weights"
     assert (tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").read_bytes() == WEIGHTS
     assert (tmp_path / "data" / "casia-b" / "casia-b_pose_test.csv").exists()
 

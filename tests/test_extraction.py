@@ -133,6 +133,15 @@ def test_split_number_must_be_known(tiny_checkpoint, ilids_poses, tmp_path):
     assert r.returncode == 2 and "--split" in r.stderr
 
 
+def test_a_missing_pose_file_is_named_first(tiny_checkpoint, tmp_path, capsys):
+    ckpt, _ = tiny_checkpoint
+    with pytest.raises(SystemExit) as exited:
+        extract_main(["iLIDS", str(tmp_path / "nope.csv"), "--weight_path", str(ckpt)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pose file not found" in err[0] and "nope.csv" in err[0]
+
+
 def test_casia_b_mode_writes_the_protocol_table(tiny_checkpoint, tmp_path, capsys):
     ckpt, _ = tiny_checkpoint
     synthetic_poses.write_casia_pose_csv(tmp_path / "casia.csv", subjects=range(75, 78), seed=1)
@@ -181,3 +190,4 @@ def test_real_psymo_walks_extract_without_dropping_anything(tiny_checkpoint, tmp
         total += len(read_embedding_csv(tmp_path / "emb" / f"query_split{i}.csv")) + \
             len(read_embedding_csv(tmp_path / "emb" / f"gallery_split{i}.csv"))
     assert total == 40  # 10 subjects x 4 walks, none dropped
+

@@ -1,6 +1,6 @@
 """ResGCN: the original's state_dicts load unchanged and give the original's outputs (tests/data, written by the
 original code), and training mode computes the same function, gradients and running statistics as a plain
-implementation of RESGCN.md (benchmarks/bench_model.py's original-style model)."""
+implementation of the original ResGCN (benchmarks/bench_model.py's original-style model)."""
 
 import copy
 from pathlib import Path

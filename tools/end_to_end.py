@@ -52,7 +52,8 @@ def sh(args: list[str], cwd: Path | None = None) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work_dir", default=str(ROOT / "runs" / "end_to_end"), help="everything is written here")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (under a minute), for the test suite")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (under a minute), for the test suite: a smoke test only (after 1 "
+                   "epoch the gait embeddings are nearly constant, so fusion equals appearance only)")
     p.add_argument("--splits", type=int, default=None, help="number of splits (default 3; --quick 1)")
     p.add_argument("--num_ids", type=int, default=None, help="identities (default 300 as iLIDS-VID; --quick 40)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per split (default 30; --quick 1)")
@@ -100,7 +101,7 @@ def main() -> None:
         print(f"   extracted in {time.perf_counter() - t:.1f} s")
     shutil.copytree(work / "embeddings" / "ilids" / "gait1", work / "embeddings" / "ilids" / "gait2")
 
-    t = step("4. fusion: the root evaluate.py with a λ sweep")
+    t = step("4. fusion: the root evaluate.py with a λ sweep [SYNTHETIC: the paper columns and marks do not apply]")
     result_json = work / "results.json"
     plot = work / "lambda_sweep.png"
     out = sh([str(ROOT / "evaluate.py"), "--data_path", str(work / "embeddings"), "--splits",

@@ -1,4 +1,4 @@
-"""Getting the real data safely: download, verify and unpack the released files (DATA.md).
+"""Getting the real data safely: download, verify and unpack the released files (README, "Getting the data").
 
     python -m gafnet.data download [gafnet|casia-b|gaitgraph-weights|all]   # docs/DATA_DOWNLOAD.md
     python -m gafnet.data verify [--root .]

@@ -93,7 +93,9 @@ def run_download(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(report.summary())
     if failed:
-        raise InputError(f"not complete: {', '.join(failed)} (see above); the other targets are done")
+        done = [n for n in names if n not in failed]
+        raise InputError(f"not complete: {', '.join(failed)} (see above)"
+                         + (f"; done: {', '.join(done)}" if done else "; nothing was installed"))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Download, check and install the released data (DATA.md):
+"""Download, check and install the released data (README, "Getting the data"):
 
     gafnet             GAF-Net's embeddings and poses, gaf-net-data.zip (~395 MB) on Google Drive
                        -> ./embeddings/ilids/...  ./poses/splits_{pit,mgh}/...
@@ -509,7 +509,7 @@ def _install_gafnet(archive: Path, request: DownloadRequest) -> None:
         bad = [r for r in check_gafnet(content) if not r.ok]
         if bad:
             detail = "\n".join(_relabel(r.summary(max_lines=8), content, f"{archive.name}:") for r in bad)
-            raise InputError(f"{archive} does not hold the released layout (DATA.md); nothing was installed.\n"
+            raise InputError(f"{archive} does not hold the released layout (README, 'Data layout'); nothing was installed.\n"
                              + detail.replace("\n" + GET_GAFNET_HINT, ""))
         plans = [plan_install(content / sub, root / sub, request.force) for sub in ("embeddings", "poses")]
         result = apply_install(plans)

@@ -1,4 +1,4 @@
-"""Is the data where the scripts expect it? Cheap checks of the data trees against DATA.md's layout.
+"""Is the data where the scripts expect it? Cheap checks of the data trees against the released layout (README, "Data layout").
 
     embeddings/ilids/{pit,mgh,osnet,gait1,gait2}/{query,gallery}_split{0..9}.csv   (100 files)
     poses/splits_{pit,mgh}/{train,test}_split{0..9}.csv                              (40 files)

@@ -5,7 +5,7 @@ input is never modified). Randomness comes from an explicit ``np.random.Generato
 ``transform(data, rng=rng)``, so a training run is reproducible (see :class:`gafnet.gait.poses.PoseDataset`,
 which derives one generator per (seed, epoch, index)). Without ``rng`` a fresh unseeded generator is used.
 
-Training order and defaults are the original's (ORIGINAL_BEHAVIOUR.md, "Augmentations"):
+Training order and defaults are the original's (the original GaitGraph code: Augmentations):
 MirrorPoses(0.5) → FlipSequence(0.5) → RandomSelectSequence(L) → ShuffleSequence(off) → PointNoise(0.05)
 → JointNoise → MultiInput → ToTensor. Validation/extraction: SelectSequenceCenter(L) → MultiInput → ToTensor.
 

@@ -3,7 +3,7 @@
 The default is what the original extractor computes: the model output on the centre window of
 ``sequence_length`` frames (frames [int(T/2 − L/2), that + L)). The original's "flip" test-time
 augmentation flips the input-branch axis of (N, I, C, T, V), a no-op for single-branch input, so it is
-not reproduced (ORIGINAL_BEHAVIOUR.md). New, optional:
+not reproduced (the original GaitGraph code). New, optional:
 
 - ``tta="time_flip"``: average the embedding of the window and of the time-reversed window;
 - ``windows="all"``: average over sliding windows (stride L/2, the last one flush with the end) that

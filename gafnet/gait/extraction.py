@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, got {args.batch_size}")
     fmt = poses_mod.get_format(args.dataset)
+    if not Path(args.data_path).is_file():
+        raise InputError(f"pose file not found: {args.data_path}")
     split = split_number(args) if fmt.name == "iLIDS" else None
     device = choose_device(args.device)
     ckpt = load_checkpoint(args.weight_path)
@@ -157,6 +159,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()
     return cli_main("evaluate.py", build_parser(), run, argv)
 
 

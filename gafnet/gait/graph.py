@@ -1,4 +1,4 @@
-"""The COCO-17 skeleton graph used by GaitGraph (Teepe et al. 2021), as in RESGCN.md.
+"""The COCO-17 skeleton graph used by GaitGraph (Teepe et al. 2021), as in the original code.
 
 The graph has a self-link on every joint plus the 18 bones of the COCO skeleton. Joints are grouped by hop
 distance (0…``max_hop``); the column-normalised reachability matrix is split into one slice per distance,

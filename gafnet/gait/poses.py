@@ -1,14 +1,14 @@
 """Pose files (GaitGraph CSV): reading, grouping into sequences, short-sequence handling, caching.
 
 A pose file has one header row, then one row per frame: ``image_name, 17 × (x, y, confidence)`` = 52
-columns in COCO-17 order (DATA.md, "Pose files"). The image name says which sequence ("target") a frame
+columns in COCO-17 order (README, "Data layout"). The image name says which sequence ("target") a frame
 belongs to, one regex per dataset (:data:`DATASETS`):
 
 - iLIDS-VID  ``cam{1|2}_person{XXX}_{FRAME}.png``                → (person, camera)
 - MARS       ``{PPPP}C{c}T{TTTT}F{FFF}.jpg``                     → (person, camera, tracklet)
 - CASIA-B    ``<dir>/<sss>-<cond>-<nn>-<vvv>/<frame>.jpg``       → (subject, condition 0=nm/1=bg/2=cl, sequence, view)
 
-What the original GaitGraph ``PoseDataset`` does (ORIGINAL_BEHAVIOUR.md, "Dataset loading") and what we do:
+What the original GaitGraph ``PoseDataset`` does (the original GaitGraph code: Dataset loading) and what we do:
 
 - It skips the header and every row whose name starts with ``00-1`` (MARS junk). Same here; junk rows are
   counted in the report.

@@ -2,7 +2,7 @@
 
 Every ranking goes through the project's one CMC/mAP implementation, :mod:`gafnet.metrics`
 (torchreid's ``eval_market1501`` semantics); this module only decides who is query, who is gallery and
-what is junk, as each benchmark's protocol says (docs: ``DATA.md``, section "Protocols").
+what is junk, as each benchmark's protocol says (the README, "GaitGraph: training and gait embeddings").
 
 - iLIDS-VID  :func:`evaluate_ilids`  query = camera 1, gallery = camera 2, squared Euclidean distance.
 - CASIA-B    :func:`casia_b_table`   gallery NM#1–4; probes NM#5–6, BG#1–2, CL#1–2; rank-1 per
@@ -174,7 +174,7 @@ def _pct(percent: float) -> str:
 
 
 def casia_b_table(features, subjects, conditions, sequences, views) -> CasiaResult:
-    """CASIA-B cross-view evaluation (the protocol of GaitSet / GaitGraph; DATA.md "Protocols").
+    """CASIA-B cross-view evaluation (the protocol of GaitSet / GaitGraph).
 
     One row per sequence: ``features`` (N, D); ``subjects``; ``conditions`` 0 = nm, 1 = bg, 2 = cl;
     ``sequences`` (the ``nn`` of ``nm-05``); ``views`` in degrees (0, 18, …, 180). Pass the test

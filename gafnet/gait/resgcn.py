@@ -4,7 +4,7 @@ ResGCN: Song et al., "Stronger, Faster and More Explainable: A Graph Convolution
 Action Recognition", ACM MM 2020. GaitGraph: Teepe et al., "GaitGraph: Graph Convolutional Network for
 Skeleton-based Gait Recognition", ICIP 2021.
 
-The network computes the same function as the original code (RESGCN.md) and has the same state_dict: keys,
+The network computes the same function as the original GaitGraph code and has the same state_dict: keys,
 shapes and dtypes, so the original checkpoints load with ``strict=True``. Only the way the arithmetic is laid
 out differs, to make it faster on a CPU:
 

@@ -1,6 +1,6 @@
 """Supervised contrastive loss (Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020).
 
-The loss GaitGraph trains with (ORIGINAL_BEHAVIOUR.md, "SupConLoss"): features (B, V, D) hold V views of each
+The loss GaitGraph trains with (the original GaitGraph code: SupConLoss): features (B, V, D) hold V views of each
 of B samples; every one of the B·V views is an anchor ('all') or only view 0 is ('one'); the contrast set is
 all B·V views except the anchor itself; positives are views with the same label (with no labels: the other
 views of the same sample);

@@ -14,7 +14,7 @@ position, keypoint noise and confidence level; each tracklet jitters them a litt
 a small tracking jitter. Projection is orthographic. Confidence is lower for the face and for the side of
 the body that is turned away from the camera.
 
-Formats (names as DATA.md): iLIDS-VID ``cam{1|2}_person{XXX}_{FRAME:05d}.png`` (64×128 crops, tracklets
+Formats (names as in the README, "Data layout"): iLIDS-VID ``cam{1|2}_person{XXX}_{FRAME:05d}.png`` (64×128 crops, tracklets
 23–192 frames, mean about 73), MARS ``{PPPP}C{c}T{TTTT}F{FFF}.jpg`` (128×256 crops, 6 cameras), CASIA-B
 ``frames/{sss}-{cond}-{nn}-{vvv}/{frame:06d}.jpg`` (320×240 frames, 11 views, nm/bg/cl).
 

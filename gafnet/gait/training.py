@@ -1,6 +1,6 @@
 """GaitGraph training (the logic of ``gaitgraph/src/train.py``): SupCon on two augmented views.
 
-Stages, as the original (ORIGINAL_BEHAVIOUR.md, "Training loop"): every sample is augmented twice, the two
+Stages, as the original (the original GaitGraph code: Training loop): every sample is augmented twice, the two
 views go through the ResGCN together, their embeddings are stacked to (B, 2, E) for SupConLoss (Khosla et
 al. 2020); Adam with weight decay; OneCycleLR stepped after every batch; optional AMP on CUDA; validation
 after every epoch (iLIDS-VID/MARS: Rank-1, Rank-5, mAP with the project's one evaluator; CASIA-B: the
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (default 0)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--exp_name", default=None, help="run directory name (default: <dataset>-<time>)")
-    p.add_argument("--save_dir", default=str(REPO_ROOT / "runs"), help="parent of the run directories (default ./runs)")
+    p.add_argument("--save_dir", default=str(REPO_ROOT / "runs"), help="parent of the run directories (default: runs/ at the repository root, "
+                   "wherever the script is started from)")
     p.add_argument("--query_list", default=None,
                    help="MARS validation: query tracklets CSV (default: the standard 1,980; torchreid's protocol)")
     p.add_argument("--max_steps_per_epoch", type=int, default=None, help="cut epochs short (quick tests)")
@@ -359,6 +360,9 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()
     return cli_main("train.py", build_parser(), run, argv)
 
 
