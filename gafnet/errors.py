@@ -29,8 +29,15 @@ def user_errors(prog: str):
         raise SystemExit(130) from None
 
 
-def cli_main(prog: str, parser, run, argv=None) -> int:
-    """Parse ``argv`` with ``parser`` and call ``run(args)``; bad input ends as one line and exit status 2."""
+def cli_main(prog: str, parser, run, argv=None, keep_freed_memory: bool = False) -> int:
+    """Parse ``argv`` with ``parser`` and call ``run(args)``; bad input ends as one line and exit status 2.
+
+    ``keep_freed_memory``: tune glibc's malloc first (:mod:`gafnet.allocator`; the PyTorch scripts).
+    """
+    if keep_freed_memory:
+        from .allocator import keep_freed_memory as tune
+
+        tune()
     args = parser.parse_args(argv)
     with user_errors(prog):
         run(args)

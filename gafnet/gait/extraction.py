@@ -159,10 +159,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..allocator import keep_freed_memory
-
-    keep_freed_memory()
-    return cli_main("evaluate.py", build_parser(), run, argv)
+    return cli_main("evaluate.py", build_parser(), run, argv, keep_freed_memory=True)
 
 
 if __name__ == "__main__":
