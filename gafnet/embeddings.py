@@ -1,36 +1,58 @@
-"""The embedding CSVs of the released data: one reader (by header), one writer, a parse cache.
+"""The embedding CSVs of the released data: one reader (by header), one writer, pairs with a manifest, a parse cache.
 
 Format (README, "Data layout"). A header row, then one row per tracklet. The last two columns are ``person_id`` and
-``camera_id`` (integers); a leading ``index`` column (or pandas' unnamed index, an empty header cell)
-is dropped; every other column is a feature. This covers all known variants:
+``camera_id`` (integers); a leading ``index`` column (or pandas' unnamed index, an empty header cell) is dropped;
+every other column is a feature. This covers all known variants:
 
     index, feat_0 … feat_{D-1}, person_id, camera_id      appearance, as documented
     feat_0 … feat_127, person_id, camera_id               gait, as documented
     0, 1, …, 127, 0, 1                                    gait, pandas' default integer header
+    feat_0 … feat_{D-1}, tracklet_id, person_id, camera_id  optional tracklet id (MARS layout), by its name
 
-Files are parsed with Arrow's multi-threaded C++ CSV reader. A parsed file is cached as a ``.npy``
-bundle keyed by the CSV's resolved path, size and modification time, written atomically, in a cache
-directory that is never inside the data tree unless asked (``GAFNET_CACHE_DIR`` or ``--cache_dir``).
+A UTF-8 byte-order mark before the header is ignored. Line ends may be ``\\n`` or ``\\r\\n``; blank lines are
+skipped.
+
+Parsing. The file is read once into memory (:class:`gafnet.cache.SourceFile`). The fast path hands Arrow's
+CSV reader the values as ONE column (every comma turned into a line end): Arrow converts text to float64 with
+correct rounding, the same doubles as ``np.loadtxt`` or ``float()``, and is far quicker on one long column
+than on 9,218 short ones. Every line's number of cells is checked first, so a ragged row can never shift
+values. Anything unusual (white space around numbers, quoted cells…) falls back to ``np.loadtxt``; a file
+neither accepts is scanned line by line for the message. Ids are exact int64 (ids beyond 2^53, which a
+double cannot hold, are read again from their text).
+
 Bad input raises :class:`~gafnet.errors.InputError` naming the file, the line and column, and what to do.
+Parsed files are cached by :class:`ParseCache` (the project cache, :mod:`gafnet.cache`).
+
+Pairs. :func:`write_embedding_pair` writes a query and a gallery file of one split with a manifest
+(``manifest_split<N>.json``): first marked incomplete, then the two CSVs (each atomically), then complete with
+both files' SHA-256. :func:`check_pair` refuses a pair whose manifest is incomplete (the writer was
+interrupted) or whose files are not the ones it lists (one of them was rewritten by another run). Files without
+a manifest (the released data) are read as they are.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
-import os
+import json
+import re
+import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
+from .cache import FileCache, SourceFile, cache_root
 from .errors import InputError
 
 INDEX_COLUMN_NAMES = ("", "index", "unnamed: 0")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+EXACT_FLOAT_INT = 2**53  # integers up to this magnitude are exact in a double
+MANIFEST_FORMAT = "gafnet-embedding-pair"
+default_cache_dir = cache_root  # the project cache root (kept for callers of the old name)
 
 
 @dataclass
@@ -43,6 +65,8 @@ class EmbeddingTable:
     path: Path
     dropped_index_column: bool = False
     notes: list[str] = field(default_factory=list)
+    sha256: str | None = None  # of the bytes that were parsed (set when asked for, see read_embedding_csv)
+    tracklets: np.ndarray | None = None  # (N,) int64 from an optional tracklet_id column (MARS layout)
 
     @property
     def dim(self) -> int:
@@ -52,165 +76,213 @@ class EmbeddingTable:
         return int(self.features.shape[0])
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("GAFNET_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gafnet"
-
-
 # --------------------------------------------------------------------------------------------- reading
-def _read_header(path: Path) -> list[str]:
-    with open(path, "r", encoding="utf-8", newline="") as fh:
-        first = fh.readline()
-    if not first.strip():
+def _lines(path: Path, raw: bytes) -> tuple[str, list[bytes], list[int]]:
+    """(header text, non-blank data lines, their 1-based line numbers). Strips a UTF-8 BOM."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.splitlines()
+    header = lines[0] if lines else b""
+    try:
+        header_text = header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: line 1: byte {header[exc.start]:#04x} at column {exc.start + 1} is not UTF-8 "
+                         "text; the header must be plain text (feat_0 … feat_N, person_id, camera_id)") from None
+    numbers, data = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip():
+            numbers.append(number)
+            data.append(line)
+    return header_text, data, numbers
+
+
+def _header_names(path: Path, header_text: str) -> list[str]:
+    if not header_text.strip():
         raise InputError(f"{path}: line 1: the header row is empty; the file must start with a header "
                          "(feat_0 … feat_N, person_id, camera_id)")
-    return [h.strip() for h in next(csv.reader([first]))]
+    return [h.strip().strip('"').strip() for h in header_text.split(",")]
 
 
-def _diagnose(path: Path, num_columns: int, header: list[str]) -> InputError:
-    """Slow scan that finds the first malformed line (called only when the fast parser refused the file)."""
-    with open(path, "r", encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)
-        for row in reader:
-            line = reader.line_num
-            if not row:
-                continue
-            if len(row) != num_columns:
-                return InputError(f"{path}: line {line}: expected {num_columns} values (as in the header), "
-                                  f"found {len(row)}; fix or re-export the file")
-            for col, cell in enumerate(row):
-                try:
-                    float(cell)
-                except ValueError:
-                    what = "empty cell" if not cell.strip() else f"{cell!r} is not a number"
-                    return InputError(f"{path}: line {line}, column {col + 1} ({header[col]!r}): {what}; "
-                                      "fix or re-export the file")
+def _cell_error(path: Path, line: int, col: int, header: list[str], cell: bytes) -> InputError:
+    name = header[col] if col < len(header) else f"column {col + 1}"
+    try:
+        text = cell.decode("utf-8")
+    except UnicodeDecodeError:
+        return InputError(f"{path}: line {line}, column {col + 1} ({name!r}): bytes that are not UTF-8 text; "
+                          "fix or re-export the file")
+    what = "empty cell" if not text.strip() else f"{text[:40]!r}{'…' if len(text) > 40 else ''} is not a number"
+    return InputError(f"{path}: line {line}, column {col + 1} ({name!r}): {what}; fix or re-export the file")
+
+
+def _diagnose(path: Path, data: list[bytes], numbers: list[int], header: list[str]) -> InputError:
+    """Slow scan that finds the first malformed cell (called only when both parsers refused the file)."""
+    for line, text in zip(numbers, data):
+        cells = text.split(b",")
+        for col, cell in enumerate(cells):
+            try:
+                float(cell.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                return _cell_error(path, line, col, header, cell)
     return InputError(f"{path}: could not be parsed as CSV; fix or re-export the file")
 
 
-def _parse(path: Path) -> EmbeddingTable:
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+def _parse_values(path: Path, data: list[bytes], numbers: list[int], header: list[str]) -> np.ndarray:
+    """(rows, columns) float64 of the data lines (already checked to have len(header) cells each)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    num_columns = len(header)
+    column = b"\n".join(data).replace(b",", b"\n") + b"\n"
+    try:  # fast path: one column of numbers
+        table = pacsv.read_csv(pa.py_buffer(column),
+                               read_options=pacsv.ReadOptions(column_names=["v"], block_size=1 << 24),
+                               parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False),
+                               convert_options=pacsv.ConvertOptions(column_types={"v": pa.float64()},
+                                                                    null_values=[], strings_can_be_null=False))
+        values = table.column(0).to_numpy()
+        if values.shape[0] == len(data) * num_columns:
+            return values.reshape(len(data), num_columns)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:  # what np.loadtxt accepts (white space around numbers, …)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text = b"\n".join(data).decode("utf-8")
+            values = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+        if values.shape == (len(data), num_columns):
+            return values
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise _diagnose(path, data, numbers, header)
+
+
+def _exact_ids(path: Path, data: list[bytes], numbers: list[int], header: list[str]) -> np.ndarray:
+    """(rows, 2) int64 ids read from the text of the last two cells (for ids a double cannot hold)."""
+    ids = np.empty((len(data), 2), dtype=np.int64)
+    for row, (line, text) in enumerate(zip(numbers, data)):
+        cells = text.rsplit(b",", 2)[-2:]
+        for k, cell in enumerate(cells):
+            col = len(header) - 2 + k
+            try:
+                value = int(float(cell)) if b"." in cell or b"e" in cell.lower() else int(cell)
+            except ValueError:
+                raise _cell_error(path, line, col, header, cell) from None
+            if not -2**63 <= value < 2**63:
+                raise InputError(f"{path}: line {line}, column {col + 1} ({header[col]!r}): id {value} does not fit "
+                                 "a 64-bit integer; ids must lie between -2^63 and 2^63 - 1")
+            ids[row, k] = value
+    return ids
+
+
+def parse_embedding_bytes(path: Path, raw: bytes) -> EmbeddingTable:
+    """Parse the bytes of one embedding CSV (see the module docstring); ``path`` is for messages."""
+    if not raw:
         raise InputError(f"{path}: the file is empty; re-download or re-export it")
-    header = _read_header(path)
+    header_text, data, numbers = _lines(path, raw)
+    header = _header_names(path, header_text)
     num_columns = len(header)
     drop_index = header[0].lower() in INDEX_COLUMN_NAMES
     if num_columns < 3 + int(drop_index):
         raise InputError(f"{path}: line 1: the header has {num_columns} columns; expected features followed by "
                          "person_id and camera_id")
-    # NumPy's C parser: faster than Arrow on these wide, short files (9,216 columns × 150 rows).
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data" is reported below
-            data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, comments=None,
-                              encoding="utf-8")
-    except ValueError:
-        raise _diagnose(path, num_columns, header) from None
-    if data.size == 0:
+    if not data:
         raise InputError(f"{path}: the file has a header but no data rows; re-download or re-export it")
-    if data.shape[1] != num_columns:
-        raise InputError(f"{path}: line 2: expected {num_columns} values (as in the header), found {data.shape[1]}; "
-                         "fix or re-export the file")
-    first_feature = 1 if drop_index else 0
-    features = np.ascontiguousarray(data[:, first_feature:-2])
-    ids = data[:, -2:]
-    bad = ~np.isfinite(data)
+    for line, text in zip(numbers, data):
+        count = text.count(b",") + 1
+        if count != num_columns:
+            raise InputError(f"{path}: line {line}: expected {num_columns} values (as in the header), found {count}; "
+                             "fix or re-export the file")
+    values = _parse_values(path, data, numbers, header)
+    bad = ~np.isfinite(values)
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
-        raise InputError(f"{path}: line {row + 2}, column {col + 1} ({header[col]!r}): {data[row, col]} "
+        raise InputError(f"{path}: line {numbers[row]}, column {col + 1} ({header[col]!r}): {values[row, col]} "
                          "(NaN or inf) is not a valid value; fix or re-export the file")
-    not_int = ids != np.round(ids)
+    id_values = values[:, -2:]
+    not_int = id_values != np.round(id_values)
     if not_int.any():
         row, col = (int(v[0]) for v in np.nonzero(not_int))
         name = ("person_id", "camera_id")[col]
-        raise InputError(f"{path}: line {row + 2}, column {num_columns - 1 + col} ({header[num_columns - 2 + col]!r}, "
-                         f"read as {name}): {ids[row, col]} is not an integer id; the last two columns must be "
-                         "person_id and camera_id")
+        raise InputError(f"{path}: line {numbers[row]}, column {num_columns - 1 + col} "
+                         f"({header[num_columns - 2 + col]!r}, read as {name}): {id_values[row, col]} is not an "
+                         "integer id; the last two columns must be person_id and camera_id")
+    if (np.abs(id_values) >= EXACT_FLOAT_INT).any():
+        ids = _exact_ids(path, data, numbers, header)
+    else:
+        ids = id_values.astype(np.int64)
+    has_tracklet = num_columns >= 4 + int(drop_index) and header[-3].lower() == "tracklet_id"
+    tracklets = None
+    if has_tracklet:
+        column = values[:, -3]
+        if (column != np.round(column)).any() or (np.abs(column) >= EXACT_FLOAT_INT).any():
+            row = int(np.nonzero((column != np.round(column)) | (np.abs(column) >= EXACT_FLOAT_INT))[0][0])
+            raise InputError(f"{path}: line {numbers[row]}, column {num_columns - 2} ('tracklet_id'): {column[row]} "
+                             "is not an integer tracklet id")
+        tracklets = column.astype(np.int64)
+    features = np.ascontiguousarray(values[:, (1 if drop_index else 0):(-3 if has_tracklet else -2)])
     zero = ~features.any(axis=1)
     if zero.any():
         row = int(np.nonzero(zero)[0][0])
-        raise InputError(f"{path}: line {row + 2}: all {features.shape[1]} feature values are zero; a zero vector "
-                         f"cannot be L2-normalised ({int(zero.sum())} such row(s)); remove or recompute them")
-    return EmbeddingTable(features=features, pids=ids[:, 0].astype(np.int64), camids=ids[:, 1].astype(np.int64),
-                          path=path, dropped_index_column=drop_index)
+        raise InputError(f"{path}: line {numbers[row]}: all {features.shape[1]} feature values are zero; a zero "
+                         f"vector cannot be L2-normalised ({int(zero.sum())} such row(s)); remove or recompute them")
+    return EmbeddingTable(features=features, pids=np.ascontiguousarray(ids[:, 0]),
+                          camids=np.ascontiguousarray(ids[:, 1]), path=path, dropped_index_column=drop_index,
+                          tracklets=tracklets)
 
 
 # --------------------------------------------------------------------------------------------- cache
-class ParseCache:
-    """Parsed CSVs as ``.npy`` files (features with the two id columns appended).
+class ParseCache(FileCache):
+    """Parsed embedding CSVs in ``<cache root>/embeddings/`` (see :mod:`gafnet.cache` for the keys)."""
 
-    The entry's name carries the CSV's resolved-path hash, size and mtime, so a changed CSV simply
-    misses; older entries of the same CSV are removed when a new one is stored. One file per entry,
-    written atomically, loaded without a checksum pass.
+    def __init__(self, directory=None, enabled: bool = True):
+        super().__init__("embeddings", directory, enabled=enabled, version=CACHE_VERSION, suffix=".npz")
+
+    @staticmethod
+    def read_entry(path: Path, source: Path) -> EmbeddingTable:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            ids = data["ids"]
+            return EmbeddingTable(features=data["features"], pids=ids[:, 0].copy(), camids=ids[:, 1].copy(),
+                                  path=source, dropped_index_column=bool(meta["dropped_index_column"]),
+                                  sha256=meta.get("sha256"), tracklets=ids[:, 2].copy() if ids.shape[1] == 3 else None)
+
+    @staticmethod
+    def write_entry(path: Path, table: EmbeddingTable) -> None:
+        meta = json.dumps({"dropped_index_column": table.dropped_index_column, "sha256": table.sha256})
+        columns = [table.pids, table.camids] + ([table.tracklets] if table.tracklets is not None else [])
+        with open(path, "wb") as fh:
+            np.savez(fh, features=table.features, ids=np.stack(columns, axis=1), meta=np.array(meta))
+
+
+def read_embedding_csv(path: str | Path, cache: ParseCache | None = None, digest: bool = False) -> EmbeddingTable:
+    """Read one embedding CSV (see module docstring), through ``cache`` when given.
+
+    ``digest``: also set ``table.sha256`` (the SHA-256 of the bytes parsed; stored with the cache entry).
     """
-
-    def __init__(self, directory: str | Path | None = None, enabled: bool = True):
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.enabled = enabled
-
-    def _prefix(self, path: Path) -> str:
-        key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:20]
-        return f"{path.stem}-{key}-v{CACHE_VERSION}"
-
-    def _entry(self, path: Path) -> Path:
-        st = path.stat()
-        return self.directory / "embeddings" / f"{self._prefix(path)}-{st.st_size}-{st.st_mtime_ns}.npy"
-
-    def load(self, path: Path) -> EmbeddingTable | None:
-        if not self.enabled:
-            return None
-        try:
-            data = np.load(self._entry(path), allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        # layout: [features..., person_id, camera_id, dropped_index_column]
-        return EmbeddingTable(features=data[:, :-3], pids=data[:, -3].astype(np.int64),
-                              camids=data[:, -2].astype(np.int64), path=path,
-                              dropped_index_column=bool(data[0, -1]))
-
-    def store(self, table: EmbeddingTable) -> None:
-        if not self.enabled:
-            return
-        entry = self._entry(table.path)
-        n = len(table)
-        data = np.concatenate([table.features, table.pids[:, None], table.camids[:, None],
-                               np.full((n, 1), float(table.dropped_index_column))], axis=1)
-        try:
-            with atomic_path(entry, suffix=".npy", fsync=False) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, data)
-            for old in entry.parent.glob(self._prefix(table.path) + "-*.npy"):
-                if old != entry:
-                    old.unlink(missing_ok=True)
-        except OSError:
-            pass  # a cache that cannot be written is not an error: the next run parses again
-
-
-def read_embedding_csv(path: str | Path, cache: ParseCache | None = None) -> EmbeddingTable:
-    """Read one embedding CSV (see module docstring), through ``cache`` when given."""
     path = Path(path)
-    if cache is not None and path.is_file():
-        hit = cache.load(path)
+    with SourceFile(path) as source:
+        hit = cache.load(source, lambda entry: ParseCache.read_entry(entry, path)) if cache is not None else None
         if hit is not None:
+            if digest and hit.sha256 is None:
+                hit.sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
             return hit
-    table = _parse(path)
-    if cache is not None:
-        cache.store(table)
+        raw = source.read_bytes()
+        table = parse_embedding_bytes(path, raw)
+        if digest:
+            table.sha256 = hashlib.sha256(raw).hexdigest()
+        if cache is not None:
+            cache.store(source, lambda tmp: ParseCache.write_entry(tmp, table))
     return table
 
 
 # --------------------------------------------------------------------------------------------- writing
 def write_embedding_csv(path: str | Path, features: np.ndarray, pids, camids, index_column: bool = False,
-                        header: str = "feat") -> None:
+                        header: str = "feat", tracklets=None) -> None:
     """Write features and ids in the released format, atomically.
 
     ``index_column`` adds the leading ``index`` column of the appearance files; ``header="pandas"`` writes
-    pandas' default integer header (``0 … D-1, 0, 1``) of the original GaitGraph extractor.
+    pandas' default integer header (``0 … D-1, 0, 1``) of the original GaitGraph extractor; ``tracklets``
+    adds a ``tracklet_id`` column before the ids (MARS layout).
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -222,6 +294,9 @@ def write_embedding_csv(path: str | Path, features: np.ndarray, pids, camids, in
     else:
         names = [f"feat_{i}" for i in range(dim)] + ["person_id", "camera_id"]
     columns = [pa.array(features[:, i]) for i in range(dim)]
+    if tracklets is not None:
+        names = names[:dim] + ["tracklet_id"] + names[dim:]
+        columns.append(pa.array(np.asarray(tracklets, dtype=np.int64)))
     columns += [pa.array(np.asarray(pids, dtype=np.int64)), pa.array(np.asarray(camids, dtype=np.int64))]
     if index_column:
         names = ["index"] + names
@@ -236,43 +311,136 @@ def write_embedding_csv(path: str | Path, features: np.ndarray, pids, camids, in
             fh.write(buf.getvalue())
 
 
+# --------------------------------------------------------------------------------------------- pairs
+_SPLIT_NAME = re.compile(r"^(?:query|gallery)(?P<split>_split\d+)?\.csv$")
+
+
+def pair_names(split: int | None) -> tuple[str, str, str]:
+    """(query file, gallery file, manifest) names of one split (``split=None``: MARS' query.csv / gallery.csv)."""
+    tag = "" if split is None else f"_split{int(split)}"
+    return f"query{tag}.csv", f"gallery{tag}.csv", f"manifest{tag}.json" if tag else "manifest.json"
+
+
+def write_embedding_pair(out_dir: str | Path, split: int | None, query, gallery, provenance: dict | None = None,
+                         index_column: bool = False, header: str = "feat") -> tuple[Path, Path]:
+    """Write a query/gallery pair with its manifest (see the module docstring); returns the two paths.
+
+    ``query`` and ``gallery`` are ``(features, pids, camids)``. ``provenance`` (JSON-serialisable: model,
+    checkpoint and its digest, command…) is stored in the manifest.
+    """
+    out_dir = Path(out_dir)
+    q_name, g_name, m_name = pair_names(split)
+    manifest = {"format": MANIFEST_FORMAT, "version": 1, "run_id": uuid.uuid4().hex,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": False,
+                "provenance": provenance or {}}
+    write_json(out_dir / m_name, manifest)  # a reader seeing only this knows the pair is not finished
+    files = {}
+    for name, (features, pids, camids) in ((q_name, query), (g_name, gallery)):
+        write_embedding_csv(out_dir / name, features, pids, camids, index_column=index_column, header=header)
+        files[name] = {"sha256": hashlib.sha256((out_dir / name).read_bytes()).hexdigest(),
+                       "rows": int(np.asarray(features).shape[0]), "dim": int(np.asarray(features).shape[1])}
+    write_json(out_dir / m_name, {**manifest, "complete": True, "files": files})
+    return out_dir / q_name, out_dir / g_name
+
+
+def manifest_path(csv_path: str | Path) -> Path | None:
+    """The manifest that belongs to a query/gallery file, or None for other file names."""
+    csv_path = Path(csv_path)
+    match = _SPLIT_NAME.match(csv_path.name)
+    if match is None:
+        return None
+    split = match.group("split")
+    return csv_path.parent / (f"manifest{split}.json" if split else "manifest.json")
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest at ``path`` (None if there is none); InputError if it is damaged."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc}); delete it or run the extraction again") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{path}: not a manifest of this project (damaged?); delete it or run the extraction again")
+    return data
+
+
+def check_pair(query: EmbeddingTable, gallery: EmbeddingTable) -> None:
+    """Refuse a query/gallery pair that its manifest says is unfinished or that mixes two runs.
+
+    Tables must have been read with ``digest=True`` when a manifest exists (:func:`needs_digest`).
+    """
+    where = manifest_path(query.path)
+    if where is None or manifest_path(gallery.path) != where:
+        return
+    manifest = read_manifest(where)
+    if manifest is None:
+        return
+    folder = where.parent
+    if not manifest.get("complete"):
+        raise InputError(f"{where}: the extraction that writes {query.path.name} and {gallery.path.name} in {folder} "
+                         "did not finish (interrupted, or it failed); the two files may come from different runs: run "
+                         "it again")
+    files = manifest.get("files") or {}
+    for table in (query, gallery):
+        listed = files.get(table.path.name) or {}
+        if table.sha256 is None or listed.get("sha256") != table.sha256:
+            other = gallery if table is query else query
+            raise InputError(f"{table.path} is not the file that {where.name} lists (it was rewritten after the run "
+                             f"that wrote {other.path.name}); the pair would mix two runs: run the extraction for it "
+                             "again, or delete the manifest if you replaced the file on purpose")
+
+
+def needs_digest(csv_path: str | Path) -> bool:
+    """True when a manifest lists this file, so its digest must be checked."""
+    where = manifest_path(csv_path)
+    return where is not None and where.is_file()
+
+
 # --------------------------------------------------------------------------------------------- alignment
-def _keys(table: EmbeddingTable) -> np.ndarray:
-    keys = table.pids * 1_000_003 + table.camids
-    uniq, counts = np.unique(keys, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1][0]
-        raise InputError(f"{table.path}: (person_id, camera_id) = ({dup // 1_000_003}, {dup % 1_000_003}) appears "
-                         f"{counts.max()} times; each tracklet must appear once")
-    return keys
+def _key_rows(table: EmbeddingTable) -> dict[tuple[int, int], int]:
+    rows: dict[tuple[int, int], int] = {}
+    for i, key in enumerate(zip(table.pids.tolist(), table.camids.tolist())):
+        if key in rows:
+            count = sum(1 for k in zip(table.pids.tolist(), table.camids.tolist()) if k == key)
+            raise InputError(f"{table.path}: (person_id, camera_id) = {key} appears {count} times; each tracklet "
+                             "must appear once")
+        rows[key] = i
+    return rows
 
 
 def align_rows(reference: EmbeddingTable, other: EmbeddingTable) -> tuple[EmbeddingTable, bool]:
-    """Reorder ``other``'s rows to match ``reference`` on (person_id, camera_id), never on row order.
+    """Reorder ``other``'s rows to match ``reference`` on the pair (person_id, camera_id), never on row order.
 
     Returns (aligned table, whether it had to be reordered). Fails naming the ids that are not in both.
     """
-    ref_keys, other_keys = _keys(reference), _keys(other)
-    if np.array_equal(ref_keys, other_keys):
+    ref_rows, other_rows = _key_rows(reference), _key_rows(other)
+    ref_keys = list(ref_rows)
+    if ref_keys == list(other_rows):
         return other, False
-    missing = np.setdiff1d(ref_keys, other_keys)
-    extra = np.setdiff1d(other_keys, ref_keys)
-    if missing.size or extra.size:
+    missing = [k for k in ref_keys if k not in other_rows]
+    extra = [k for k in other_rows if k not in ref_rows]
+    if missing or extra:
         def fmt(keys):
-            shown = ", ".join(f"({k // 1_000_003}, {k % 1_000_003})" for k in keys[:5])
-            return shown + (f" and {keys.size - 5} more" if keys.size > 5 else "")
+            shown = ", ".join(f"({p}, {c})" for p, c in sorted(keys)[:5])
+            return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
         parts = []
-        if missing.size:
-            parts.append(f"{missing.size} (person_id, camera_id) of {reference.path.name} are missing from "
+        if missing:
+            parts.append(f"{len(missing)} (person_id, camera_id) of {reference.path} are missing from "
                          f"{other.path}: {fmt(missing)}")
-        if extra.size:
-            parts.append(f"{extra.size} of {other.path} are not in {reference.path}: {fmt(extra)}")
+        if extra:
+            parts.append(f"{len(extra)} of {other.path} are not in {reference.path}: {fmt(extra)}")
         raise InputError("; ".join(parts) + "; the appearance and gait files must describe the same tracklets")
-    order = np.argsort(other_keys)
-    position = order[np.searchsorted(other_keys[order], ref_keys)]
+    position = np.array([other_rows[k] for k in ref_keys], dtype=np.int64)
     aligned = EmbeddingTable(features=other.features[position], pids=other.pids[position],
                              camids=other.camids[position], path=other.path,
-                             dropped_index_column=other.dropped_index_column,
-                             notes=other.notes + [f"{other.path.name}: rows reordered to match {reference.path.name} "
-                                                  "on (person_id, camera_id)"])
+                             dropped_index_column=other.dropped_index_column, sha256=other.sha256,
+                             notes=other.notes + [f"{other.path.parent.name}/{other.path.name}: rows reordered to "
+                                                  f"match {reference.path.parent.name}/{reference.path.name} on "
+                                                  "(person_id, camera_id)"])
     return aligned, True

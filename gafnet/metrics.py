@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from .errors import InputError
 
 __all__ = ["RankResult", "evaluate_rank", "rank_queries", "rank_features", "squared_euclidean", "summarise",
-           "as_id_array", "as_feature_array"]
+           "as_id_array", "as_feature_array", "mean_cosine_similarity", "collapse_warning", "over_all_queries"]
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 
@@ -218,6 +218,17 @@ def summarise(first_rank: np.ndarray, ap: np.ndarray, max_rank: int) -> RankResu
                       num_queries=int(first_rank.shape[0]), first_match_rank=first_rank, average_precision=ap)
 
 
+def over_all_queries(result: RankResult) -> RankResult:
+    """CMC and mAP averaged over ALL queries, a query without a valid match counting as a miss with AP 0.
+
+    The MARS MATLAB protocol's averaging (torchreid's skips such queries instead).
+    """
+    share = result.num_valid / result.num_queries
+    ap = np.where(result.valid, result.average_precision, 0.0)
+    return RankResult(cmc=(result.cmc * share).astype(np.float32), mAP=float(ap.mean()), num_valid=result.num_valid,
+                      num_queries=result.num_queries, first_match_rank=result.first_match_rank, average_precision=ap)
+
+
 def _chunk_rows(num_g: int, chunk_bytes: int) -> int:
     # ~ 24 bytes per (query, gallery) cell: distances, buckets, a tie mask, a gathered copy.
     return max(1, int(chunk_bytes // (24 * max(num_g, 1))))
@@ -306,3 +317,39 @@ def rank_features(qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
     gf_sq = np.einsum("ij,ij->i", gf, gf)
     return _rank_in_chunks(num_q, num_g, lambda a, b: squared_euclidean(qf[a:b], gf, gf_sq), q_pids,
                            q_camids, _GalleryIndex(g_pids, g_camids), max_rank, chunk_bytes)
+
+
+COLLAPSE_COSINE = 0.999  # mean cosine similarity above which embeddings are reported as collapsed
+
+
+def mean_cosine_similarity(features) -> float:
+    """Mean cosine similarity over all pairs of distinct rows, in O(N·D).
+
+    For unit rows u_i, |Σ u_i|² = N + Σ_{i≠j} u_i·u_j, so the mean over the N(N−1) ordered pairs is
+    (|Σ u_i|² − N) / (N(N−1)). Zero rows count as orthogonal to everything. NaN for fewer than two rows.
+    """
+    x = as_feature_array("features", features).astype(np.float64, copy=False)
+    n = x.shape[0]
+    if n < 2:
+        return float("nan")
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    unit = x[norms > 0] / norms[norms > 0, None]
+    total = unit.sum(axis=0)
+    return float((total @ total - unit.shape[0]) / (n * (n - 1)))
+
+
+def collapse_warning(features, what: str, threshold: float = COLLAPSE_COSINE) -> str | None:
+    """A one-line warning when the embeddings are (nearly) all the same direction, else None.
+
+    Collapsed embeddings rank every gallery item alike (chance-level Rank-1) and add nothing to a fusion;
+    typical causes: too few training epochs, too high a learning rate, raw pixel coordinates that let the
+    network separate samples by position (try ``--normalize_pose sequence``).
+    """
+    cos = mean_cosine_similarity(features)
+    if not np.isfinite(cos) or cos <= threshold:
+        return None
+    x = as_feature_array("features", features)
+    spread = float(np.std(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), axis=0).max())
+    return (f"warning: {what}: the embeddings have collapsed: mean cosine similarity between them {cos:.7f} "
+            f"(1 = identical), largest per-dimension spread {spread:.2e}; they carry (almost) no identity "
+            "information (see the README, 'When gait embeddings collapse')")
