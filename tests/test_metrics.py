@@ -50,19 +50,22 @@ def test_equals_torchreid_on_random_problems(seed, match_path):
     res = rank_queries(dist, qp, gp, qc, gc, max_rank=50)
     np.testing.assert_allclose(res.cmc, ref_cmc, atol=1e-6)
     assert abs(res.mAP - ref_map) < 1e-6
-    # the problem really has several matches per query and some invalid queries
-    assert res.num_valid <= res.num_queries
+    # the count of valid queries is exact: a query is valid iff some gallery item has its pid on another camera
+    expected_valid = sum(bool(np.any((gp == p) & (gc != c))) for p, c in zip(qp, qc))
+    assert res.num_valid == expected_valid and res.num_queries == len(qp)
 
 
 def test_invalid_queries_are_skipped_and_counted(match_path):
     rng = np.random.default_rng(7)
     dist, qp, gp, qc, gc = random_problem(rng, 40, 120, 10, 3)
     qp[:5] = 999  # identities absent from the gallery
-    gp[gp == 3] = 3
+    qp[5:8], qc[5:8] = 3, 0
+    gc[gp == 3] = 0  # person 3 is seen by the gallery on the queries' camera only: junk, no match
     res = rank_queries(dist, qp, gp, qc, gc)
     ref_cmc, ref_map = torchreid_market1501()(dist, qp, gp, qc, gc, 50)
-    assert (res.first_match_rank[:5] == -1).all()
-    assert res.num_valid <= 35
+    assert (res.first_match_rank[:8] == -1).all() and np.isnan(res.average_precision[:8]).all()
+    expected_valid = sum(bool(np.any((gp == p) & (gc != c))) for p, c in zip(qp, qc))
+    assert res.num_valid == expected_valid <= 32 and res.num_queries == 40
     np.testing.assert_allclose(res.cmc, ref_cmc, atol=1e-6)
     assert abs(res.mAP - ref_map) < 1e-6
 
@@ -167,3 +170,37 @@ def test_nan_distance_is_an_error():
 def test_mismatched_lengths_are_an_error():
     with pytest.raises(InputError, match="g_pids"):
         evaluate_rank(np.ones((1, 2)), [1], [1, 2, 3], [0], [1, 1])
+
+
+def test_over_all_queries_counts_an_invalid_query_as_a_miss_with_ap_zero():
+    from gafnet.metrics import over_all_queries
+
+    dist = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])
+    res = rank_queries(dist, [1, 2], [1, 2, 3], [0, 0], [0, 1, 1])  # query 0's only match is on its camera
+    assert res.num_valid == 1 and res.cmc[1] == 1.0
+    every = over_all_queries(res)
+    np.testing.assert_allclose(every.cmc, [0.0, 0.5, 0.5])
+    assert every.mAP == pytest.approx(0.25)  # (0 + 1/2) / 2
+
+
+def test_mean_cosine_similarity_equals_the_pairwise_mean():
+    from gafnet.metrics import mean_cosine_similarity
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 7)) + 0.5
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = u @ u.T
+    assert mean_cosine_similarity(x) == pytest.approx((sim.sum() - 40) / (40 * 39), abs=1e-12)
+
+
+def test_collapse_warning_names_collapsed_embeddings_only():
+    from gafnet.metrics import collapse_warning
+
+    rng = np.random.default_rng(1)
+    spread = rng.normal(size=(100, 16))
+    collapsed = np.ones((100, 16)) + 1e-5 * rng.normal(size=(100, 16))
+    assert collapse_warning(spread, "x") is None
+    message = collapse_warning(collapsed, "gait1 split 0")
+    assert message is not None and "collapsed" in message and "gait1 split 0" in message
+    import re
+    assert float(re.search(r"mean cosine similarity between them ([0-9.]+)", message).group(1)) > 0.999
