@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import torch
 from requests.adapters import HTTPAdapter
+from tqdm import tqdm
 
 from gafnet.data import download as dl
 from gafnet.data.__main__ import main
@@ -236,7 +238,14 @@ CASIA_ZIP = zip_bytes({
     "casia-b_pose_train_valid.csv": b"image_name,x0\nframes/001-nm-01-090/000042.jpg,1\n" * 500,
     "casia-b_pose_test.csv": b"image_name,x0\nframes/075-nm-05-090/000001.jpg,1\n" * 500,
 })
-WEIGHTS = b"PK\x03\x04" + bytes(range(256)) * 64
+def torch_bytes(obj, legacy: bool = False) -> bytes:
+    """What torch.save writes: the zip container, or with ``legacy`` the pickle format of torch < 1.6."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, _use_new_zipfile_serialization=not legacy)
+    return buffer.getvalue()
+
+
+WEIGHTS = torch_bytes({"tcn.weight": torch.arange(4096, dtype=torch.float32)})  # ~17 kB: several read chunks
 HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head>"
              b"<body>Too many users have viewed or downloaded this file recently.</body></html>")
 
@@ -246,6 +255,14 @@ def sha(data: bytes) -> str:
 
 
 QUIET = FetchOptions(quiet=True, retries=0, timeout=(5.0, 5.0), chunk_size=4096)
+MAX_ERROR_LINE = 300  # characters, prefix included; tmp paths in these tests are ~70 characters
+
+
+def assert_one_short_line(err: str) -> None:
+    """An error is one line, short, and not cut mid-word (no "..." placeholder)."""
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert len(err) <= MAX_ERROR_LINE, f"{len(err)} characters: {err}"
+    assert "..." not in err and "…" not in err, err
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,12 +466,13 @@ def test_cli_wrong_digest_exits_non_zero_with_one_message(release, tmp_path, cap
 def test_cli_refuses_to_overwrite_different_weights_without_force(release, tmp_path, capsys):
     mine = tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth"
     mine.parent.mkdir()
-    mine.write_bytes(b"\x80\x02my own checkpoint")
+    own = torch_bytes({"my": torch.ones(3)}, legacy=True)
+    mine.write_bytes(own)
     assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet") == 0  # valid: kept
-    assert mine.read_bytes() == b"\x80\x02my own checkpoint"
+    assert mine.read_bytes() == own
     assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", sha(WEIGHTS)) == 2
     assert "--force" in capsys.readouterr().err
-    assert mine.read_bytes() == b"\x80\x02my own checkpoint"
+    assert mine.read_bytes() == own
     assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", sha(WEIGHTS),
                    "--force") == 0
     assert mine.read_bytes() == WEIGHTS
@@ -598,7 +616,7 @@ def test_from_zip_refuses_truncated_html_and_mismatched_files(tmp_path, capsys):
                    "--sha256", "1" * 64) == 2
     assert "its SHA-256 is" in capsys.readouterr().err
     assert run_cli("download", "gafnet", "--root", root, "--from-zip", str(tmp_path / "absent.zip")) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "absent.zip: file not found" in capsys.readouterr().err
     assert not Path(root).exists() or list(Path(root).iterdir()) == []
 
 
@@ -608,7 +626,7 @@ def test_all_goes_on_with_the_github_assets_when_google_drive_fails(release, mon
                         str(tmp_path / "gdown-cookies.txt"))
     assert run_cli("download", "all", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("python -m gafnet.data: error: gafnet: HTTP 404")
+    assert err[0].startswith("python -m gafnet.data: error: gafnet: 127.0.0.1 answered HTTP 404 for gaf-net-data.zip")
     assert err[-1] == "python -m gafnet.data: error: not complete: gafnet (see above); done: casia-b, gaitgraph-weights"
     assert (tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").read_bytes() == WEIGHTS
     assert (tmp_path / "data" / "casia-b" / "casia-b_pose_test.csv").exists()
@@ -619,7 +637,8 @@ def test_the_progress_bar_shows_unless_quiet(server, tmp_path, capsys):
     fetch_url(server.url("/w.pth"), tmp_path / "w.pth", ASSETS["gaitgraph-weights"],
               options=FetchOptions(retries=0, chunk_size=4096))
     err = capsys.readouterr().err
-    assert "w.pth: 100%" in err and "16.0k/16.0k" in err
+    size = tqdm.format_sizeof(len(WEIGHTS), divisor=1024)
+    assert "w.pth: 100%" in err and f"{size}/{size}" in err
 
 
 def test_single_file_options_need_a_single_target(tmp_path, capsys):
@@ -705,10 +724,11 @@ def test_gdrive_quota_page_points_to_from_zip(google, tmp_path, capsys, cache):
     root = tmp_path / "repo"
     assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "Google Drive did not serve gaf-net-data.zip" in err and "Too many users" in err
-    assert f"https://drive.google.com/file/d/{FILE_ID}/view" in err
-    assert "python -m gafnet.data download gafnet --from-zip PATH" in err
+    assert_one_short_line(err)
+    assert err == ("python -m gafnet.data: error: Google Drive refused to serve gaf-net-data.zip (its download quota "
+                   f"is exceeded); download it in a browser from https://drive.google.com/file/d/{FILE_ID}/view and "
+                   "run: python -m gafnet.data download gafnet --from-zip FILE\n")
+    assert "kept" not in err  # nothing was received, so nothing is said to be kept
     assert not (root / "embeddings").exists()
     assert not (cache / "gaf-net-data.zip").exists()
 
@@ -721,11 +741,13 @@ def test_gdrive_interrupted_download_resumes_with_range(google, tmp_path, capsys
     root = tmp_path / "repo"
     assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err
-    assert "run the same command again to resume" in err
     assert not (cache / "gaf-net-data.zip").exists()
     (partial,) = (cache / ".incoming").glob("*.part")
     kept = partial.stat().st_size
     assert 0 < kept <= len(body) // 2
+    assert_one_short_line(err)
+    assert err.endswith(f"failed: connection lost after {kept} of {len(body)} bytes; the {kept} bytes received are "
+                        f"kept in {cache / '.incoming'}: run the same command to resume\n")
     assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 0
     assert f"bytes={kept}-" in google.range_headers()
     assert (cache / "gaf-net-data.zip").read_bytes() == body
@@ -737,10 +759,14 @@ def test_gdrive_http_errors_are_reported(google, tmp_path, capsys):
     google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
     assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err
-    assert "Google Drive did not serve gaf-net-data.zip" in err and "--from-zip PATH" in err
+    assert_one_short_line(err)
+    assert "Google Drive refused to serve gaf-net-data.zip (no download link" in err
+    assert "--from-zip FILE" in err and "kept" not in err
     google.add("/drive.google.com/uc", Route(status=500, body=b"boom", content_type="text/plain"))
     assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
-    assert "Google Drive did not serve gaf-net-data.zip" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert_one_short_line(err)
+    assert "Google Drive refused to serve gaf-net-data.zip" in err and "--from-zip FILE" in err
     assert not (tmp_path / "embeddings").exists()
 
 
@@ -750,7 +776,9 @@ def test_gdrive_mirror_http_404_is_reported(server, monkeypatch, tmp_path, capsy
     monkeypatch.setenv(dl.GDRIVE_URL_ENV, server.url("/mirror/missing.zip?id={id}"))
     assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err
-    assert "HTTP 404 while downloading gaf-net-data.zip" in err and "--from-zip" in err
+    assert_one_short_line(err)
+    assert "127.0.0.1 answered HTTP 404 for gaf-net-data.zip; download it in a browser from" in err
+    assert err.endswith("--from-zip FILE\n")
 
 
 def test_gdrive_file_that_is_an_html_page_is_rejected(google, tmp_path, capsys, cache):

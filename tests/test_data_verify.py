@@ -196,8 +196,8 @@ def test_casia_b_with_manifest_needs_every_file_at_its_size(tmp_path):
 @pytest.mark.parametrize(
     ("content", "ok", "reason"),
     [
-        (b"PK\x03\x04rest of a torch zip", True, None),
-        (b"\x80\x02legacy pickle", True, None),
+        (b"PK\x03\x04rest of a torch zip", False, "truncated or corrupt zip container"),
+        (b"\x80\x02legacy pickle", False, "pickle stream ends early"),
         (b"", False, "empty"),
         (b"<!DOCTYPE html><html>Not Found</html>", False, "HTML page"),
         (b"garbage", False, "not a PyTorch checkpoint"),

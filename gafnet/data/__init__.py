@@ -1,6 +1,6 @@
 """Getting the real data safely: download, verify and unpack the released files (README, "Getting the data").
 
-    python -m gafnet.data download [gafnet|casia-b|gaitgraph-weights|all]   # docs/DATA_DOWNLOAD.md
+    python -m gafnet.data download [gafnet|casia-b|gaitgraph-weights|all]   # docs/data.md
     python -m gafnet.data verify [--root .]
 
 - :mod:`gafnet.data.verify`    cheap layout checks; ``check_embeddings``/``check_poses`` are what the

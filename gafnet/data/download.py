@@ -7,12 +7,18 @@
     gaitgraph-weights  GaitGraph's checkpoint gaitgraph_resgcn-n39-r8_coco_seq_60.pth, same release
                        -> ./weights/
 
-Downloads land in ``downloads/`` of the project's cache (``$GAFNET_CACHE_DIR``, else ``~/.cache/gafnet``). The bytes
-go to ``<name>.part`` first and are resumed from there with an HTTP Range request; only a complete file
-whose size, leading bytes ("magic") and, when pinned, SHA-256 are right is renamed to ``<name>``.
-Google Drive goes through gdown, which handles its large-file confirmation page and resumes its own
-partial file in ``<cache>/.incoming/``. Archives are unpacked by :mod:`gafnet.data.unzip` and checked
-by :mod:`gafnet.data.verify` before anything reaches the destination.
+Downloads land in ``downloads/`` of the project's one cache (:func:`gafnet.cache.cache_root`:
+``--cache_dir``, else ``$GAFNET_CACHE_DIR``, ``$XDG_CACHE_HOME/gafnet``, ``~/.cache/gafnet``). The bytes go
+to ``<name>.part`` first and are resumed from there with an HTTP Range request; only a complete file
+whose size, leading bytes ("magic"), structure (a zip's central directory, a complete ``torch.save``
+file) and, when pinned, SHA-256 are right is renamed to ``<name>``. Google Drive goes through gdown,
+which handles its large-file confirmation page and resumes its own partial file in
+``downloads/.incoming/``. Archives are unpacked by :mod:`gafnet.data.unzip` and checked by
+:mod:`gafnet.data.verify` before anything reaches the destination.
+
+Every failure ends as one line (:class:`DownloadError`): what happened, what was kept (only when
+something was), and what to do: run the same command to resume, or download the file in a browser
+and give it with ``--from-zip FILE``.
 
 Sources can be redirected, e.g. to a mirror or to a test server: ``$GAFNET_GDRIVE_URL`` (a template
 with ``{id}``), ``$GAFNET_GAITGRAPH_RELEASE_URL`` (the release base URL), or ``--url`` for one asset.
@@ -20,6 +26,7 @@ with ``{id}``), ``$GAFNET_GAITGRAPH_RELEASE_URL`` (the release base URL), or ``-
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import inspect
 import json
@@ -27,16 +34,19 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 from tqdm import tqdm
 
 from gafnet.atomic import atomic_path, write_json
+from gafnet.cache import CACHE_ENV, cache_root, check_regular_file
 from gafnet.data.unzip import (
     UnzipLimits,
     apply_install,
@@ -52,8 +62,8 @@ from gafnet.data.verify import (
     check_casia_b,
     check_gafnet,
     check_weights,
+    torch_file_problem,
 )
-from gafnet.embeddings import default_cache_dir as project_cache_dir
 from gafnet.errors import InputError
 
 GAFNET_GDRIVE_ID = "1oop2lyLT3nceZMtPrreMjY2yUv9bGea3"
@@ -61,16 +71,17 @@ DEFAULT_GDRIVE_URL = "https://drive.google.com/uc?id={id}"
 DEFAULT_GAITGRAPH_RELEASE_URL = "https://github.com/tteepe/GaitGraph/releases/download/v0.1"
 GDRIVE_URL_ENV = "GAFNET_GDRIVE_URL"
 GAITGRAPH_RELEASE_ENV = "GAFNET_GAITGRAPH_RELEASE_URL"
-CACHE_ENV = "GAFNET_CACHE_DIR"
+DOWNLOADS_FOLDER = "downloads"  # inside the project cache
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip starts with a local header (or is an empty archive)
 TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save: zip container (torch >= 1.6) or legacy pickle
 _HASH_CHUNK = 4 * 1024 * 1024
+MAX_RETRY_DELAY_S = 60.0  # the doubling wait between retries stops growing here
 _USER_AGENT = "gafnet-data-downloader (python-requests)"
 
 
 class DownloadError(InputError):
-    """A download failed; the message says why, what was kept, and what to do."""
+    """A download failed; the one-line message says why, what was kept (if anything), and what to do."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,11 @@ class Asset:
         if self.gdrive_id is not None:
             return f"https://drive.google.com/file/d/{self.gdrive_id}/view"
         return f"{DEFAULT_GAITGRAPH_RELEASE_URL}/{self.release_file}"
+
+    def fallback(self, url: str | None = None) -> str:
+        """What to do when the download cannot work: get the file by hand, give it with --from-zip."""
+        return (f"download it in a browser from {url or self.manual_url()} and run: "
+                f"python -m gafnet.data download {self.name} --from-zip FILE")
 
 
 ASSETS: dict[str, Asset] = {
@@ -136,10 +152,48 @@ def weights_path(root: str | Path) -> Path:
     return Path(root) / "weights" / GAITGRAPH_WEIGHTS_NAME
 
 
-def default_cache_dir() -> Path:
-    """``downloads/`` in the project's cache (``$GAFNET_CACHE_DIR``, else ``~/.cache/gafnet``), next to the
-    CSV parse cache of :mod:`gafnet.embeddings`."""
-    return project_cache_dir().expanduser() / "downloads"
+def downloads_dir(cache_dir: str | Path | None = None) -> Path:
+    """``downloads/`` in the project cache :func:`gafnet.cache.cache_root` (``cache_dir`` if given)."""
+    return cache_root(cache_dir) / DOWNLOADS_FOLDER
+
+
+def _make_dir(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the {what} {path}: {exc.strerror or exc}; "
+                         "give another place with --cache_dir DIR") from None
+    return path
+
+
+def _short(text: str, width: int = 100) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``width`` characters."""
+    return textwrap.shorten(" ".join(str(text).split()), width, placeholder=" …")
+
+
+def _short_reason(exc: BaseException | str) -> str:
+    """The useful core of a requests/urllib3 error ("Connection refused", "timed out"...), not its repr."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"\[Errno -?\d+\] ([^'\"()\[\]]+)", text)
+    if match:
+        return match.group(1).strip().rstrip(".:")
+    if re.search(r"timed out", text, re.IGNORECASE):
+        return "timed out"
+    match = re.search(r"\[SSL: [A-Z_]+\][^'\"()]*", text)
+    if match:
+        return match.group(0).strip()
+    return _short(text)
+
+
+def _short_url(url: str) -> str:
+    """A URL for a message: without its query (signed storage URLs are very long), at most 100 characters."""
+    return _short(url.split("?", 1)[0], 100)
+
+
+def _kept(paths: list[Path], where: Path) -> str:
+    """What was kept of a failed download: "" when nothing was."""
+    size = sum(p.stat().st_size for p in paths if p.is_file())
+    return f"the {size} bytes received are kept in {where}" if size else ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,16 +237,17 @@ def content_problem(path: Path, asset: Asset, expected_size: int | None, sha256:
     if not head.startswith(asset.magic):
         title = _html_title(head)
         if title is not None:
-            what = f" titled {title!r}" if title else ""
-            return (f"it is an HTML page{what}, not {asset.filename} (a quota, login or error page "
-                    "served instead of the file)")
+            what = f" titled {_short(repr(title), 60)}" if title else ""
+            return f"it is an HTML page{what} (a quota, login or error page), not {asset.filename}"
         kind = "a zip archive" if asset.magic == ZIP_MAGIC else "a PyTorch checkpoint"
         return f"it is not {kind} (starts with {head[:8]!r})"
     if asset.magic == ZIP_MAGIC:
         try:
             zipfile.ZipFile(path).close()  # reads the central directory at the end: a cut file has none
-        except (zipfile.BadZipFile, OSError) as exc:
-            return f"it is not a complete zip archive ({exc}): the transfer was cut short"
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            return f"it is not a complete zip archive ({_short(exc, 60)}): the transfer was cut short"
+    elif (problem := torch_file_problem(path)) is not None:
+        return f"it is not a complete PyTorch checkpoint: {problem}"
     if sha256 is not None:
         actual = sha256_file(path)
         if actual != sha256:
@@ -216,6 +271,10 @@ class FetchOptions:
 
 class _Retryable(Exception):
     """A failure worth another attempt (network, truncated body, HTTP 5xx)."""
+
+
+class _Refused(Exception):
+    """The server answered, but not with the file (HTTP 4xx, an HTML page, too many bytes)."""
 
 
 def _part_paths(dest: Path) -> tuple[Path, Path]:
@@ -253,15 +312,16 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
     try:
         response = session.get(url, headers=headers, stream=True, timeout=options.timeout)
     except requests.TooManyRedirects:
-        raise DownloadError(f"too many redirects while downloading {url}") from None
+        raise DownloadError(f"too many redirects while downloading {_short_url(url)}; nothing was kept") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _Retryable(f"cannot connect: {_reason(exc)}") from None
-    except requests.RequestException as exc:
-        raise DownloadError(f"download of {url} failed: {_reason(exc)}") from None
+        raise _Retryable(f"cannot connect to {urlsplit(url).hostname} ({_short_reason(exc)})") from None
+    except requests.RequestException as exc:  # a malformed URL, an unsupported scheme...
+        raise DownloadError(f"cannot download {_short_url(url)}: {_short_reason(exc)}") from None
 
     with response:
         if url.startswith("https://") and response.url.startswith("http://"):
-            raise DownloadError(f"{url} redirected to the insecure URL {response.url}; refusing")
+            raise DownloadError(f"{_short_url(url)} redirected to the insecure URL {_short_url(response.url)}; "
+                                "refusing; nothing was kept")
         status = response.status_code
         if status == 416 and offset:
             match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
@@ -270,9 +330,9 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
             _remove(part, meta_path)
             raise _Retryable("the partial file did not match the remote file; starting over")
         if status >= 500:
-            raise _Retryable(f"HTTP {status} {response.reason} from {response.url}")
+            raise _Retryable(f"HTTP {status} {response.reason} from {_short_url(response.url)}")
         if status >= 400:
-            raise DownloadError(f"HTTP {status} {response.reason} from {response.url}")
+            raise _Refused(f"HTTP {status} {response.reason} from {_short_url(response.url)}")
 
         if status == 206:
             match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
@@ -299,9 +359,8 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
             head = response.raw.read(64 * 1024, decode_content=True)
             _remove(part, meta_path)
             title = _html_title(head)
-            what = f" titled {title!r}" if title else ""
-            raise DownloadError(f"{response.url} sent an HTML page{what} instead of {dest.name}; "
-                                "nothing was kept. Check the URL or download the file by hand (--from-zip).")
+            what = f" titled {_short(repr(title), 60)}" if title else ""
+            raise _Refused(f"{_short_url(response.url)} sent an HTML page{what} instead of {dest.name}")
 
         received = offset
         with open(part, mode) as out, tqdm(
@@ -317,17 +376,12 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
                 raise _Retryable(f"connection lost after {received} of {total or '?'} bytes") from None
             except requests.RequestException as exc:
                 raise _Retryable(f"connection lost after {received} of {total or '?'} bytes "
-                                 f"({_reason(exc)})") from None
+                                 f"({_short_reason(exc)})") from None
     if total is not None and received < total:
         raise _Retryable(f"the server closed the connection after {received} of {total} bytes")
     if total is not None and received > total:
         _remove(part, meta_path)
-        raise DownloadError(f"{url} sent {received} bytes, more than the {total} it announced; nothing was kept")
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+        raise _Refused(f"{_short_url(url)} sent {received} bytes, more than the {total} it announced")
 
 
 def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | None = None,
@@ -337,12 +391,14 @@ def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | 
 
     Network failures and HTTP 5xx are retried ``options.retries`` times, each attempt resuming; when
     they run out, the bytes received stay in ``dest.part`` for the next run. HTTP 4xx, an HTML page,
-    a wrong size, magic or digest raise :class:`DownloadError` and leave nothing at ``dest``.
+    a wrong size, magic or digest raise :class:`DownloadError` and leave nothing at ``dest``. Every
+    error is one line saying what was kept (only when something was) and what to do.
     """
     dest = Path(dest)
     options = options or FetchOptions()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(dest.parent, "download folder")
     part, meta_path = _part_paths(dest)
+    fallback = asset.fallback(None if url == asset.default_url() else url)
     own_session = session is None
     session = session or requests.Session()
     session.headers["User-Agent"] = _USER_AGENT
@@ -351,25 +407,32 @@ def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | 
             try:
                 _fetch_once(session, url, dest, options)
                 break
+            except _Refused as exc:  # an HTML page or too many bytes removed the partial file; a 4xx keeps it
+                kept = _kept([part], part)
+                raise DownloadError(f"{exc}; {kept or 'nothing was kept'}; check the URL, or {fallback}") from None
             except _Retryable as exc:
-                kept = part.stat().st_size if part.exists() else 0
                 if attempt == options.retries:
-                    keep = (f" The {kept} bytes received so far are kept in {part}; run the same command "
-                            "again to resume." if kept else "")
-                    raise DownloadError(f"download of {dest.name} from {url} failed: {exc}.{keep}") from None
-                delay = options.backoff * 2**attempt
+                    kept = _kept([part], part)
+                    todo = f"{kept}: run the same command to resume" if kept else f"nothing was kept; {fallback}"
+                    raise DownloadError(f"download of {dest.name} failed: {exc}; {todo}") from None
+                delay = min(options.backoff * 2**attempt, MAX_RETRY_DELAY_S)
                 if not options.quiet:
                     print(f"{dest.name}: {exc}; retrying in {delay:.0f} s ({attempt + 1}/{options.retries})",
                           file=sys.stderr)
                 options.sleep(delay)
+            except OSError as exc:  # writing dest.part: a full disk, a quota, a read-only cache
+                kept = _kept([part], part)
+                raise DownloadError(f"cannot write {part}: {exc.strerror or exc}; "
+                                    + (f"{kept}; " if kept else "")
+                                    + "free some space or use --cache_dir DIR, then run the same command") from None
     finally:
         if own_session:
             session.close()
     problem = content_problem(part, asset, expected_size, sha256)
     if problem is not None:
         _remove(part, meta_path)
-        raise DownloadError(f"the download of {dest.name} from {url} was rejected: {problem}. "
-                            "Nothing was kept.")
+        raise DownloadError(f"the download of {dest.name} from {_short_url(url)} was rejected: {problem}; "
+                            "nothing was kept")
     os.replace(part, dest)
     _remove(meta_path)
     return dest
@@ -380,25 +443,48 @@ def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | 
 
 
 def _gdown_reason(exc: BaseException) -> str:
-    """The reason inside gdown's message, without its advice about gdown's own command line."""
+    """The reason inside gdown's message, short, without its advice about gdown's own command line."""
     text = " ".join(str(exc).split())
+    if re.search(r"too many users|quota", text, re.IGNORECASE):
+        return "its download quota is exceeded"
+    if "Cannot retrieve the public link" in text:
+        return "no download link: quota exceeded or access restricted"
+    match = re.search(r"received (\d+) bytes but the server announced (\d+) bytes", text)
+    if match:
+        return f"connection lost after {match.group(1)} of {match.group(2)} bytes"
+    if text.startswith("Download is incomplete"):
+        return "connection lost"
     match = re.search(r"Failed to retrieve file url: (.*?) You may still be able", text)
     if match:
         text = match.group(1)
-    text = re.split(r"\. The received bytes are kept in ", text)[0]
-    return _reason(text.rstrip("."))
+    text = re.sub(r"^Download failed after \d+ retries: ", "", text)
+    return _short_reason(text.rstrip("."))
+
+
+def _gdown_partials(incoming: Path) -> list[Path]:
+    """gdown's partial files for ``incoming``: ``<name><8 random characters>.part`` in its folder."""
+    pattern = glob.escape(incoming.name) + "*.part"
+    return [p for p in incoming.parent.glob(pattern) if len(p.name) == len(incoming.name) + 8 + len(".part")]
+
+
+def _keep_one_partial(incoming: Path) -> None:
+    """gdown refuses to resume when several partial files exist: keep the largest."""
+    partials = sorted(_gdown_partials(incoming), key=lambda p: p.stat().st_size)
+    for extra in partials[:-1]:
+        _remove(extra)
 
 
 def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int | None = None,
                  sha256: str | None = None, options: FetchOptions | None = None) -> Path:
     """Download a Google Drive file with gdown (large-file confirmation, cookies, resume) into
-    ``<cache>/.incoming/``, check it, then rename it to ``dest``."""
+    ``<downloads>/.incoming/``, check it, then rename it to ``dest``. Errors are one line, ending with
+    what to do: resume (when bytes were kept) or download by hand and use --from-zip."""
     import gdown  # imported here: only this path needs it
 
     dest = Path(dest)
     options = options or FetchOptions()
-    incoming = dest.parent / ".incoming" / dest.name
-    incoming.parent.mkdir(parents=True, exist_ok=True)
+    incoming = _make_dir(dest.parent / ".incoming", "download folder") / dest.name
+    _keep_one_partial(incoming)
     kwargs = {"url": url, "output": str(incoming), "quiet": options.quiet, "resume": True}
     accepted = inspect.signature(gdown.download).parameters
     if "timeout" in accepted:
@@ -407,31 +493,47 @@ def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int
         kwargs["retries"] = options.retries
     retrieval_error = getattr(gdown.exceptions, "FileURLRetrievalError", ())
     gdown_error = getattr(gdown.exceptions, "DownloadError", ())
-    manual = (f"Download it in a browser from {asset.manual_url()} and run: "
-              f"python -m gafnet.data download {asset.name} --from-zip PATH")
+    fallback = asset.fallback()
+    host = urlsplit(url).hostname or url
+
+    def kept_or_fallback() -> str:
+        for partial in _gdown_partials(incoming):
+            if partial.stat().st_size == 0:
+                _remove(partial)  # an empty partial file is nothing kept
+        kept = _kept(_gdown_partials(incoming), incoming.parent)
+        return f"{kept}: run the same command to resume" if kept else f"nothing was kept; {fallback}"
+
     try:
         gdown.download(**kwargs)
     except retrieval_error as exc:
-        raise DownloadError(f"Google Drive did not serve {dest.name} ({_gdown_reason(exc)}). This usually means "
-                            f"its download quota is exceeded or a firewall blocks it. {manual}") from None
+        raise DownloadError(f"Google Drive refused to serve {dest.name} ({_gdown_reason(exc)}); {fallback}") from None
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else "?"
-        raise DownloadError(f"HTTP {code} while downloading {dest.name} from {url}. {manual}") from None
+        raise DownloadError(f"{host} answered HTTP {code} for {dest.name}; {fallback}") from None
     except gdown_error as exc:
-        raise DownloadError(f"download of {dest.name} from {url} failed: {_gdown_reason(exc)}. The bytes "
-                            f"received are kept in {incoming.parent}; run the same command again to resume.") from None
+        if "did not honor the requested byte range" in str(exc):  # a changed file or a server without Range
+            for partial in _gdown_partials(incoming):
+                _remove(partial)
+            raise DownloadError(f"{host} could not resume the partial {dest.name}, so it was discarded; run the "
+                                "same command to download it from the start") from None
+        raise DownloadError(f"download of {dest.name} from {host} failed: {_gdown_reason(exc)}; "
+                            f"{kept_or_fallback()}") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise DownloadError(f"network error while downloading {dest.name} from {url}: {_reason(exc)}. "
-                            "Run the same command again to resume.") from None
+        raise DownloadError(f"network error while downloading {dest.name} from {host} ({_short_reason(exc)}); "
+                            f"{kept_or_fallback()}") from None
     except requests.RequestException as exc:
-        raise DownloadError(f"download of {dest.name} from {url} failed: {_reason(exc)}") from None
+        raise DownloadError(f"download of {dest.name} from {host} failed: {_short_reason(exc)}; "
+                            f"{kept_or_fallback()}") from None
+    except OSError as exc:  # writing the partial file: a full disk, a quota, a read-only cache
+        kept = _kept(_gdown_partials(incoming), incoming.parent)
+        raise DownloadError(f"cannot write {incoming.parent}: {exc.strerror or exc}; " + (f"{kept}; " if kept else "")
+                            + "free some space or use --cache_dir DIR, then run the same command") from None
     if not incoming.is_file():
-        raise DownloadError(f"gdown reported success but wrote no {incoming}")
+        raise DownloadError(f"gdown reported success but wrote no {incoming}; {fallback}")
     problem = content_problem(incoming, asset, expected_size, sha256)
     if problem is not None:
         _remove(incoming)
-        raise DownloadError(f"the download of {dest.name} from {url} was rejected: {problem}. "
-                            f"Nothing was kept. {manual}")
+        raise DownloadError(f"the download of {dest.name} was rejected: {problem}; nothing was kept; {fallback}")
     os.replace(incoming, dest)
     return dest
 
@@ -445,7 +547,7 @@ class DownloadRequest:
     """What ``python -m gafnet.data download`` was asked to do."""
 
     root: Path = Path(".")
-    cache_dir: Path | None = None  # default: default_cache_dir()
+    cache_dir: Path | None = None  # the project cache root (--cache_dir); downloads go to its downloads/
     from_file: Path | None = None  # a file downloaded by hand (--from-zip)
     sha256: str | None = None  # pinned digest (--sha256); default: the asset's, if known
     url: str | None = None  # source override (--url)
@@ -471,15 +573,15 @@ def obtain(asset: Asset, request: DownloadRequest) -> Path:
     """A checked local copy of ``asset``: the --from-zip file, the cached download, or a new download."""
     pinned = request.sha256 or asset.sha256
     if request.from_file is not None:
-        path = Path(request.from_file).expanduser()
-        if not path.is_file():
-            raise InputError(f"--from-zip {path}: no such file")
+        path = check_regular_file(Path(request.from_file).expanduser(), "--from-zip")
         problem = content_problem(path, asset, asset.size, pinned)
         if problem is not None:
             raise InputError(f"--from-zip {path} is not usable: {problem}")
         _print_digest(request, asset, path, pinned)
         return path
-    cache = request.cache_dir or default_cache_dir()
+    cache = downloads_dir(request.cache_dir)
+    if cache.exists() and not cache.is_dir():
+        raise InputError(f"the download folder {cache} is a file; give another cache with --cache_dir DIR")
     dest = cache / asset.filename
     if dest.is_file():
         problem = content_problem(dest, asset, asset.size, pinned)
@@ -498,13 +600,24 @@ def obtain(asset: Asset, request: DownloadRequest) -> Path:
     return dest
 
 
+def _install_dir(path: Path) -> Path:
+    """``path`` as a directory to install into, or one clear error (it is a file, it cannot be created)."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} is not a directory; give a directory with --root")
+    return path
+
+
+def _note(request: DownloadRequest) -> Callable[[str], None]:
+    return lambda message: None if request.fetch.quiet else print(message, file=sys.stderr)
+
+
 def _relabel(text: str, staged: Path, label: str) -> str:
     return text.replace(f"{staged}/", label).replace(str(staged), label.rstrip(":/"))
 
 
 def _install_gafnet(archive: Path, request: DownloadRequest) -> None:
     root = Path(request.root)
-    with extracted(archive, near=root, limits=ASSETS["gafnet"].unzip_limits) as staged:
+    with extracted(archive, near=_install_dir(root), limits=ASSETS["gafnet"].unzip_limits, note=_note(request)) as staged:
         content = content_root(staged, markers=("embeddings", "poses"))
         bad = [r for r in check_gafnet(content) if not r.ok]
         if bad:
@@ -519,7 +632,8 @@ def _install_gafnet(archive: Path, request: DownloadRequest) -> None:
 
 def _install_casia_b(archive: Path, request: DownloadRequest) -> None:
     dest = casia_b_dir(request.root)
-    with extracted(archive, near=dest.parent, limits=ASSETS["casia-b"].unzip_limits) as staged:
+    with extracted(archive, near=_install_dir(dest.parent), limits=ASSETS["casia-b"].unzip_limits,
+                   note=_note(request)) as staged:
         content = content_root(staged)
         report = check_casia_b(content)
         if not report.present or report.malformed:

@@ -5,13 +5,17 @@
     data/casia-b/*.csv                 GaitGraph's CASIA-B poses (layout not published: checked generically)
     weights/gaitgraph_resgcn-n39-r8_coco_seq_60.pth                                   GaitGraph's checkpoint
 
-Every check only looks at the first line(s) of each file, never parses a 400 MB tree: a full check of
-the 140 released files takes a few milliseconds. A file is
+Every CSV check only looks at the first line(s) of each file, never parses a 400 MB tree: a full check
+of the 140 released files takes a few milliseconds. A CSV file is
 
 - *present*   when it exists and its first line looks like a CSV header followed by data;
 - *missing*   when it does not exist;
 - *malformed* when it is not a regular file, is empty, holds only a header, has a first line that is
   not text (binary, an HTML page) or that has no comma, or is unreadable.
+
+A checkpoint is malformed unless it is a complete ``torch.save`` file (:func:`torch_file_problem`: the
+structure is read, nothing from the file is run, torch is not imported), so a truncated download or a
+half-copied ``.pth`` is caught before anything loads it.
 
 The root ``evaluate.py`` calls :func:`check_embeddings` (``report.raise_if_incomplete()``) so a missing
 file is explained before anything is loaded; ``python -m gafnet.data verify`` prints the same reports.
@@ -19,7 +23,10 @@ file is explained before anything is loaded; ``python -m gafnet.data verify`` pr
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -97,9 +104,11 @@ class LayoutReport:
         lines = [f"{head}, {', '.join(counts)}"]
         problems = [f"  missing: {m}" for m in self._grouped_missing()]
         problems += [f"  malformed: {p.path}: {p.reason}" for p in self.malformed]
+        max_lines = max(0, max_lines)
         if len(problems) > max_lines:
             hidden = len(problems) - max_lines
-            problems = problems[:max_lines] + [f"  ... and {hidden} more (python -m gafnet.data verify lists all)"]
+            problems = problems[:max_lines] + [
+                f"  ... and {hidden} more (python -m gafnet.data verify --max-lines {len(problems)} lists them all)"]
         lines += problems
         lines += [f"  note: {n}" for n in self.notes]
         if self.hint:
@@ -277,24 +286,173 @@ def check_casia_b(directory: str | Path = "data/casia-b") -> LayoutReport:
     return report
 
 
-def weights_problem(path: Path) -> str | None:
-    """Why ``path`` is not a PyTorch checkpoint (zip container or legacy pickle), or None."""
+# --------------------------------------------------------------------------------------------------
+# Is a .pth file a complete torch.save file? Checked without torch and without running the pickle.
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, first pickle of a legacy file
+_LEGACY_PROTOCOL = 1001  # torch.serialization.PROTOCOL_VERSION, second pickle
+#: Bytes per element of the storage classes a torch.save pickle names ("torch.FloatStorage"...).
+_STORAGE_ELEMENT_BYTES = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+    "ComplexDoubleStorage": 16, "ComplexFloatStorage": 8, "QInt8Storage": 1, "QUInt8Storage": 1,
+    "QInt32Storage": 4, "QUInt4x2Storage": 1, "QUInt2x4Storage": 1, "UntypedStorage": 1,
+}
+
+
+class _InertType(type):
+    """Metaclass of the stand-ins: calling one (REDUCE) or filling one (SETITEMS) runs nothing."""
+
+    def __call__(cls, *args, **kwargs):
+        return _RESULT
+
+    def __setitem__(cls, key, value):
+        pass
+
+
+class _Inert(metaclass=_InertType):
+    """Stands in for every class, function and object a pickle names or builds. Every stand-in is a class,
+    so whatever the pickle does with it next (call it, build an instance of it, set its state, fill it)
+    works and does nothing; instances made by NEWOBJ behave the same."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _RESULT
+
+    def __setitem__(self, key, value):
+        pass
+
+    append = staticmethod(lambda value: None)
+    extend = staticmethod(lambda values: None)
+    __setstate__ = staticmethod(lambda state: None)
+
+
+_RESULT = _InertType("result", (_Inert,), {})  # what calling any stand-in returns
+
+
+class _SkeletonUnpickler(pickle.Unpickler):
+    """Reads a pickle's structure without importing or calling anything: every global becomes an inert
+    stand-in, and the storages a torch.save pickle refers to are recorded as {key: (type name, numel)}."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.storages: dict[str, tuple[str, int]] = {}
+        self._classes: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module, name):
+        key = (module, name)
+        if key not in self._classes:
+            self._classes[key] = _InertType(str(name), (_Inert,), {})
+        return self._classes[key]
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            kind = getattr(pid[1], "__name__", str(pid[1]))
+            self.storages[str(pid[2])] = (kind, pid[4] if isinstance(pid[4], int) else -1)
+        return _RESULT
+
+
+def _read_skeleton(unpickler: _SkeletonUnpickler):
+    try:
+        return unpickler.load()
+    except RecursionError:
+        raise ValueError("the pickle nests too deeply") from None
+    except Exception as exc:  # any failure of a hostile or cut pickle means "not a complete pickle"
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _torch_zip_problem(path: Path) -> str | None:
+    """torch >= 1.6: a zip whose central directory is complete and that holds <name>/data.pkl, a complete
+    pickle whose storages <name>/data/<key> are all present with at least their size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            pickles = [name for name in infos if name.endswith("data.pkl") and name.count("/") == 1]
+            if not pickles:
+                return "a zip archive without data.pkl: not a torch.save file"
+            prefix = pickles[0][: -len("data.pkl")]
+            unpickler = _SkeletonUnpickler(io.BytesIO(archive.read(pickles[0])))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        return f"truncated or corrupt zip container ({exc})"
+    try:
+        _read_skeleton(unpickler)
+    except ValueError as exc:
+        return f"truncated or corrupt: its data.pkl is not a complete pickle ({exc})"
+    for key, (kind, numel) in unpickler.storages.items():
+        info = infos.get(f"{prefix}data/{key}")
+        if info is None:
+            return f"truncated or corrupt: tensor data {prefix}data/{key} is missing"
+        needed = numel * _STORAGE_ELEMENT_BYTES.get(kind, 0)
+        if info.file_size < needed:
+            return f"truncated or corrupt: tensor data {prefix}data/{key} has {info.file_size} of {needed} bytes"
+    return None
+
+
+def _legacy_torch_problem(path: Path) -> str | None:
+    """torch < 1.6 (or ``_use_new_zipfile_serialization=False``): five pickles (magic number, protocol,
+    system info, the object, its storage keys), each ending with STOP, then each storage as an 8-byte
+    element count and its bytes, up to the end of the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        try:
+            magic = _read_skeleton(_SkeletonUnpickler(fh))
+            if magic != _LEGACY_MAGIC:
+                return "a pickle, but not a torch.save file (no torch magic number)"
+            if _read_skeleton(_SkeletonUnpickler(fh)) != _LEGACY_PROTOCOL:
+                return "a torch.save file of an unknown legacy protocol"
+            _read_skeleton(_SkeletonUnpickler(fh))  # system info
+            main = _SkeletonUnpickler(fh)
+            _read_skeleton(main)
+            keys = _read_skeleton(_SkeletonUnpickler(fh))
+        except ValueError as exc:
+            return f"truncated or corrupt: its pickle stream ends early ({exc})"
+        if not isinstance(keys, list):
+            return "truncated or corrupt: no storage key list after the pickled object"
+        position = fh.tell()
+        for key in keys:
+            kind, _ = main.storages.get(str(key), ("", -1))
+            element = _STORAGE_ELEMENT_BYTES.get(kind)
+            if element is None:
+                return None  # a storage type this check does not know: the pickles were complete
+            count = fh.read(8)
+            if len(count) < 8:
+                return f"truncated: the data of tensor storage {key} is missing ({size} bytes in all)"
+            position += 8 + int.from_bytes(count, "little", signed=True) * element
+            if position > size:
+                return f"truncated: tensor storage {key} needs bytes up to {position}, the file has {size}"
+            fh.seek(position)
+    return None
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete ``torch.save`` file, or None. Reads the structure only (no torch, no
+    code from the file is run): for a zip container its central directory, data.pkl and the size of every
+    tensor it names; for a legacy file its pickles and the length of every storage."""
     try:
         if (problem := _not_a_nonempty_file(path)) is not None:
             return problem
         with open(path, "rb") as fh:
             head = fh.read(64)
+        if head.startswith(b"PK\x03\x04"):
+            return _torch_zip_problem(path)
+        if head.startswith(b"\x80"):
+            return _legacy_torch_problem(path)
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
-        return None
     if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
         return "an HTML page, not a PyTorch checkpoint (a failed download?)"
     return "not a PyTorch checkpoint (neither a zip container nor a pickle)"
 
 
+def weights_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable PyTorch checkpoint, or None (see :func:`torch_file_problem`)."""
+    return torch_file_problem(path)
+
+
 def check_weights(path: str | Path = Path("weights") / GAITGRAPH_WEIGHTS_NAME) -> LayoutReport:
-    """GaitGraph's released checkpoint: exists, non-empty, starts like a ``torch.save`` file."""
+    """GaitGraph's released checkpoint: exists and is a complete ``torch.save`` file (:func:`torch_file_problem`)."""
     path = Path(path)
     report = LayoutReport(name="GaitGraph weights", root=path, hint=GET_WEIGHTS_HINT)
     if not path.exists():
