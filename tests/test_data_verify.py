@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import pickle
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from gafnet.data.verify import (
     MANIFEST_NAME,
@@ -16,6 +21,7 @@ from gafnet.data.verify import (
     check_poses,
     check_weights,
     csv_problem,
+    torch_file_problem,
 )
 from gafnet.errors import InputError
 from gafnet.layout import embedding_csv, expected_embedding_files, expected_pose_files, pose_csv
@@ -212,3 +218,91 @@ def test_weights_check(tmp_path, content, ok, reason):
     assert report.ok is ok
     if reason:
         assert reason in report.malformed[0].reason
+
+
+# --------------------------------------------------------------------------------------------------
+# A checkpoint must be a complete torch.save file (issue 10: a truncated .pth was reported OK)
+
+
+def gaitgraph_like_checkpoint() -> dict:
+    """The shape of GaitGraph's released file: {"opt": Namespace, "model": state_dict, "optimizer": state}."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16), torch.nn.Linear(16, 128))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model[2](torch.randn(2, 16)).sum().backward()
+    optimizer.step()
+    return {"opt": argparse.Namespace(network_name="resgcn-n39-r8", sequence_length=60),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 500,
+            "half": torch.ones(3, dtype=torch.float16), "index": torch.arange(5)}
+
+
+@pytest.fixture(scope="module", params=["zip", "legacy"])
+def torch_file(request, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / f"{request.param}.pth"
+    torch.save(gaitgraph_like_checkpoint(), path, _use_new_zipfile_serialization=request.param == "zip")
+    return path
+
+
+def cut_points(size: int) -> list[int]:
+    """Start, inside the pickles, inside the tensor data, and every one of the last 40 bytes (the zip
+    directory, the last storage)."""
+    return sorted({1, 2, 8, 64, 200, 1000, size // 4, size // 3, size // 2, (3 * size) // 4,
+                   *range(size - 40, size)})
+
+
+def test_a_complete_torch_file_is_ok(torch_file):
+    assert check_weights(torch_file).ok
+    assert torch_file_problem(torch_file) is None
+
+
+def test_a_truncated_torch_file_is_malformed_at_every_cut_point(torch_file, tmp_path):
+    data = torch_file.read_bytes()
+    passed = []
+    for cut in cut_points(len(data)):
+        half = tmp_path / "half.pth"
+        half.write_bytes(data[:cut])
+        report = check_weights(half)
+        if report.ok or "truncated" not in report.malformed[0].reason:
+            passed.append(cut)
+    assert passed == []
+
+
+def test_a_zip_container_missing_a_tensor_is_malformed(tmp_path):
+    source = tmp_path / "full.pth"
+    torch.save({"w": torch.ones(10), "b": torch.zeros(4)}, source)
+    with zipfile.ZipFile(source) as full, zipfile.ZipFile(tmp_path / "gap.pth", "w") as gap:
+        for info in full.infolist():
+            if not info.filename.endswith("/data/1"):
+                gap.writestr(info, full.read(info))
+    assert "tensor data full/data/1 is missing" in torch_file_problem(tmp_path / "gap.pth")  # torch names it "full"
+
+
+def test_a_zip_that_is_not_a_torch_file_is_malformed(tmp_path):
+    path = tmp_path / "w.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    assert "without data.pkl" in torch_file_problem(path)
+
+
+@pytest.mark.parametrize("container", ["legacy", "zip"])
+def test_checking_a_malicious_pickle_runs_none_of_it(tmp_path, container):
+    """The check reads a pickle's structure only: an os.system payload is never called."""
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "evil.pth"
+    if container == "legacy":
+        path.write_bytes(pickle.dumps(Payload(), protocol=2))
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", pickle.dumps({"model": Payload()}, protocol=2))
+    torch_file_problem(path)
+    assert not marker.exists()
+    assert check_weights(path).ok is (container == "zip")  # a complete container; loading it is checkpoint.py's job
+
+
+def test_summary_with_no_problem_lines_allowed_counts_right(tmp_path):
+    text = check_embeddings(tmp_path / "embeddings").summary(max_lines=-3)
+    assert "... and 1 more" in text  # one grouped "does not exist" line, none shown

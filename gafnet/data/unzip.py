@@ -268,6 +268,7 @@ def _room_needed(members: list[Member], block: int) -> tuple[int, int]:
     one inode per folder (those implied by file paths too), one inode per file."""
     block = max(block, 1)
     folders = {parent for m in members for parent in m.path.parents} | {m.path for m in members if m.is_dir}
+    folders.discard(PurePosixPath("."))  # the staging directory itself, already made
     files = [m for m in members if not m.is_dir]
     data = sum(-(-m.info.file_size // block) * block for m in files)
     return data + len(folders) * block, len(files) + len(folders)

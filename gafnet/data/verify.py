@@ -439,6 +439,8 @@ def torch_file_problem(path: Path) -> str | None:
             return _torch_zip_problem(path)
         if head.startswith(b"\x80"):
             return _legacy_torch_problem(path)
+        if b"PK\x03\x04".startswith(head):
+            return f"truncated: only {len(head)} bytes"
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
     if head.lstrip().lower().startswith((b"<!doctype", b"<html")):
