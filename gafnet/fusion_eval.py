@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,11 @@ def check_output_path(flag: str, path: str) -> Path:
         probe = probe.parent
     if not probe.is_dir():
         raise InputError(f"{flag} {path}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: cannot write in {probe} (permission denied)")
+    try:  # the deepest existing folder must take a new file (as root, os.access says yes even for /proc)
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: cannot write in {probe} ({exc.strerror or exc})") from None
     return target
 
 
