@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 import time
@@ -455,7 +454,7 @@ def print_summary(results: dict, synthetic: bool, rerank: bool, options: Options
               f"{gain:+6.2f} {paper}  {mark}")
     print("-" * width)
     print("App R1 = appearance only; Gain = fused Rank-1 minus appearance-only Rank-1; Paper = the paper's fused "
-          f"Rank-1 at its λ; – = not available (Rank-k needs at least k gallery tracklets).")
+          "Rank-1 at its λ; – = not available (Rank-k needs at least k gallery tracklets).")
     for name, r in results.items():
         if r.get("value_source"):
             print(f"{name}: {param} = {r[fusion.parameter_key]:.2f} is the {r['value_source']}")
@@ -575,7 +574,7 @@ def run(args: argparse.Namespace) -> dict:
             dim_note = "" if spec is None or options.pca_dim else (
                 " (as in the paper's table)" if app_dim == spec.dim else
                 f" (DIFFERS from the paper's table, {spec.dim}; check that these are {name} features)")
-            pca = f" after PCA" if options.pca_dim else ""
+            pca = " after PCA" if options.pca_dim else ""
             print(f"{name}: appearance {app_dim}-d{pca}{dim_note}; gait {options.gaits[name]} {gait_dim}-d"
                   + ("" if gait_dim == 128 else " (the released gait embeddings are 128-d)"))
         r = evaluate_backbone(name, splits, options, args.rerank, args.quiet, options.dataset)

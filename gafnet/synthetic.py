@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .embeddings import write_embedding_csv
-from .layout import DATASET, NUM_SPLITS, embedding_csv
+from .layout import NUM_SPLITS, embedding_csv
 
 FULL_DIMS = {"pit": 9216, "mgh": 5120, "osnet": 512, "gait1": 128, "gait2": 128}
 SMALL_DIMS = {"pit": 96, "mgh": 64, "osnet": 32, "gait1": 16, "gait2": 16}
