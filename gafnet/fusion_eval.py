@@ -440,7 +440,7 @@ def print_summary(results: dict, synthetic: bool, rerank: bool, options: Options
         gain = m["rank1"] - r["appearance_only"]["rank1"]
         spec = BACKBONES.get(name) if options.dataset == "ilids" and fusion.kind == "concat" else None
         if synthetic:
-            mark = "SYNTHETIC"
+            mark = "SYNTHETIC (no comparison)"
         elif spec is None:
             mark = "– (no paper number for this setting)"
         elif value == "cv" or abs(float(value) - spec.paper_lambda) > 1e-9 or rerank or r["gait"] != spec.gait \
@@ -558,6 +558,12 @@ def run(args: argparse.Namespace) -> dict:
     data_path = demo_data(args, cache_dir, args.quiet) if synthetic else Path(args.data_path)
     if synthetic:  # the demo tree's folders are known only now
         options = resolve_options(args, data_path)
+    else:
+        from .synthetic import is_synthetic
+
+        synthetic = is_synthetic(data_path)  # a generated tree (e.g. tools/end_to_end.py) is labelled too
+        if synthetic:
+            print(SYNTHETIC_BANNER.replace("(--demo)", f"({data_path} was generated)"))
     if args.rerank and options.grid is not None and not args.quiet:
         print(f"note: the {options.fusion.parameter} grid and cross-validated choice use the plain fused distance; "
               "--rerank applies to the reported per-split numbers")

@@ -37,3 +37,26 @@ def test_end_to_end_quick_run(tmp_path):
         assert any(line.startswith(name) for line in r.stdout.splitlines())
     assert (tmp_path / "e2e" / "lambda_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "e2e" / "embeddings" / "ilids" / "gait1" / "query_split0.csv").is_file()
+    import json
+    assert json.loads((tmp_path / "e2e" / "results.json").read_text())["synthetic"] is True
+    summary = r.stdout.split("FINAL SUMMARY")[1]
+    assert "✗" not in summary and "✓" not in summary and "SYNTHETIC" in summary
+    assert "epoch 1/1" in r.stdout  # training progress is shown, not swallowed
+    # a second run in the same directory replaces its own outputs and keeps the user's file
+    (tmp_path / "e2e" / "notes.txt").write_text("mine")
+    again = subprocess.run([sys.executable, str(ROOT / "tools" / "end_to_end.py"), "--quick", "--work_dir",
+                            str(tmp_path / "e2e")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "e2e" / "notes.txt").read_text() == "mine"
+
+
+def test_end_to_end_refuses_a_directory_it_did_not_make(tmp_path):
+    """Issue 9.1: the work directory used to be deleted whatever it held."""
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "thesis.tex").write_text("precious")
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "end_to_end.py"), "--quick", "--work_dir", str(work)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "not a run of this tool; nothing was deleted" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert (work / "thesis.tex").read_text() == "precious" and sorted(p.name for p in work.iterdir()) == ["thesis.tex"]

@@ -40,18 +40,60 @@ def step(title: str) -> float:
     return time.perf_counter()
 
 
-def sh(args: list[str], cwd: Path | None = None) -> str:
-    r = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        print(r.stdout[-3000:])
-        print(r.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"step failed: {' '.join(args)}")
-    return r.stdout
+MARKER = ".gafnet-end-to-end.json"
+
+
+def fail(message: str, code: int = 2):
+    print(f"end_to_end.py: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def sh(args: list[str], cwd: Path | None = None, show=lambda line: False) -> str:
+    """Run a project script as a user would; lines for which ``show(line)`` is true are printed as they come."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if show(line):
+            print("   " + line.rstrip(), flush=True)
+    proc.wait()
+    out = "".join(lines)
+    if proc.returncode == 130:
+        raise KeyboardInterrupt
+    if proc.returncode != 0:
+        print(out[-3000:], file=sys.stderr)
+        fail(f"step failed (exit {proc.returncode}): {' '.join(args)}", code=1)
+    return out
+
+
+OUTPUTS = ("poses", "embeddings", "runs", "cache", "results.json", "lambda_sweep.png")  # what a run writes
+
+
+def prepare_work_dir(work: Path) -> None:
+    """Use ``work`` only if it is empty, new, or a previous run of this tool; remove only that run's outputs."""
+    if work.exists() and not work.is_dir():
+        fail(f"--work_dir {work} is a file; give a directory")
+    if work.is_dir() and any(work.iterdir()):
+        if not (work / MARKER).is_file():
+            fail(f"--work_dir {work} is not empty and is not a run of this tool; nothing was deleted: choose a new "
+                 "or empty directory")
+        for name in OUTPUTS:  # only the entries a previous run wrote; anything else stays
+            target = work / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / MARKER).write_text(json.dumps({"tool": "tools/end_to_end.py", "synthetic": True,
+                                           "outputs": list(OUTPUTS)}) + "\n")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work_dir", default=str(ROOT / "runs" / "end_to_end"), help="everything is written here")
+    p.add_argument("--work_dir", default=str(ROOT / "runs" / "end_to_end"),
+                   help="everything is written here: a new or empty directory, or a previous run of this tool (whose "
+                        "own outputs are replaced; nothing else is deleted) (default runs/end_to_end)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (under a minute), for the test suite: a smoke test only (after 1 "
                    "epoch the gait embeddings are nearly constant, so fusion equals appearance only)")
     p.add_argument("--splits", type=int, default=None, help="number of splits (default 3; --quick 1)")
@@ -70,8 +112,7 @@ def main() -> None:
     batch = 16 if a.quick else 64
     lr = a.learning_rate
     work = Path(a.work_dir)
-    if work.exists():
-        shutil.rmtree(work)
+    prepare_work_dir(work)
     started = time.perf_counter()
 
     t = step(f"1. synthetic data: {num_ids} identities, {splits} split(s) [SYNTHETIC]")
@@ -88,8 +129,7 @@ def main() -> None:
                   "--epochs", str(epochs), "--batch_size", str(batch), "--learning_rate", lr, "--temp", "0.07",
                   "--network_name", network, "--sequence_length", str(seq_len), "--save_dir", str(work / "runs"),
                   "--exp_name", f"split{s}", "--seed", str(a.seed + s), "--normalize_pose", "sequence",
-                  "--quiet", "--device", "cpu"])
-        print("   " + "\n   ".join(l for l in out.splitlines() if l.startswith("epoch")))
+                  "--quiet", "--device", "cpu"], show=lambda line: line.startswith(("epoch", "warning")))
         print(f"   trained in {time.perf_counter() - t:.1f} s")
         t = step(f"3. extract gait embeddings of split {s}'s test identities")
         out = sh([str(ROOT / "gaitgraph" / "src" / "evaluate.py"), "iLIDS", str(work / "poses" / f"test_split{s}.csv"),
@@ -126,8 +166,12 @@ def main() -> None:
     print(f"λ sweep plot: {plot}")
     print(f"total {time.perf_counter() - started:.0f} s")
     if sweep_g is None:
-        raise SystemExit("no sweep in the results")
+        fail("no sweep in the results", code=1)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("end_to_end.py: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
