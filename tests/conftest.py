@@ -1,6 +1,46 @@
-"""Shared test settings."""
+"""Shared test settings: one torch thread, and no network anywhere in the suite."""
+
+import ipaddress
+import os
+import socket
 
 import pytest
+
+# Subprocesses (the scripts run as a user runs them) inherit these: any HTTP(S) request they make goes to a
+# closed local port and fails at once, model hubs stay offline, and nothing writes to the user's config.
+os.environ.update({"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                   "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+                   "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+                   "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1"})
+
+
+def _is_loopback(host) -> bool:
+    if host in ("localhost", None, ""):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any connection to, or name lookup of, a host other than this machine fails the test."""
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            raise AssertionError(f"test tried to reach the network: {address}")
+        return real_connect(sock, address)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if not _is_loopback(host if not isinstance(host, bytes) else host.decode()):
+            raise AssertionError(f"test tried to resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
 
 
 @pytest.fixture(autouse=True)
