@@ -122,10 +122,14 @@ class SplitData:
         return "MARS" if self.split is None else f"split {self.split}"
 
     def distances(self) -> tuple[np.ndarray, np.ndarray]:
-        """(d²_app, d²_gait), each (num_query, num_gallery), squared Euclidean, computed once."""
+        """(d²_app, d²_gait), each (num_query, num_gallery), squared Euclidean, computed once.
+
+        Products are taken in the features' precision (float64 for iLIDS-VID; float32 for MARS, as torchreid
+        computes its distance matrices) and the distances are returned in float64.
+        """
         if self._d_app is None:
-            self._d_app = squared_euclidean(self.q_app, self.g_app)
-            self._d_gait = squared_euclidean(self.q_gait, self.g_gait)
+            self._d_app = squared_euclidean(self.q_app, self.g_app).astype(np.float64, copy=False)
+            self._d_gait = squared_euclidean(self.q_gait, self.g_gait).astype(np.float64, copy=False)
         return self._d_app, self._d_gait
 
 
@@ -225,8 +229,10 @@ def build_split(split: int | None, q_app: EmbeddingTable, g_app: EmbeddingTable,
         ga, gp, gc, gg = g_app.features, g_app.pids, g_app.camids, g_gait.features
     if len(gp) == 0:
         raise InputError(f"{g_app.path}: the gallery is empty (after removing MARS junk, person -1)")
-    return SplitData(split=split, q_app=l2_normalize(q_app.features), g_app=l2_normalize(ga),
-                     q_gait=l2_normalize(q_gait.features), g_gait=l2_normalize(gg), q_pids=q_app.pids, g_pids=gp,
+    dtype = np.float32 if split is None else np.float64  # MARS: 1,980 x 9,330 products in float32, as torchreid
+    parts = [l2_normalize(x).astype(dtype, copy=False) for x in (q_app.features, ga, q_gait.features, gg)]
+    return SplitData(split=split, q_app=parts[0], g_app=parts[1], q_gait=parts[2], g_gait=parts[3],
+                     q_pids=q_app.pids, g_pids=gp,
                      q_camids=q_app.camids, g_camids=gc, notes=notes, files=(q_app.path, g_app.path),
                      average_over_all_queries=protocol == "official")
 
