@@ -8,12 +8,17 @@ server, which plays Google's large-file confirmation page, quota page and file r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import io
 import ipaddress
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -103,6 +108,13 @@ class Route:
     no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client that hangs up mid-body (gdown refusing a non-resumed answer) is expected, not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalServer:
     def __init__(self) -> None:
         self.routes: dict[str, list[Route]] = {}
@@ -123,7 +135,7 @@ class LocalServer:
                 route = queue.pop(0) if len(queue) > 1 else queue[0]
                 server.respond(self, route)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02})
@@ -458,7 +470,7 @@ def test_cli_wrong_digest_exits_non_zero_with_one_message(release, tmp_path, cap
     assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet", "--sha256", "ab" * 32) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m gafnet.data: error: the download of gaitgraph_resgcn-n39-r8_coco_seq_60.pth")
-    assert "was rejected: its SHA-256 is" in err
+    assert "was rejected and deleted: its SHA-256 is" in err
     assert not (tmp_path / "weights").exists()
     assert list(cache.iterdir()) == []
 
@@ -746,7 +758,7 @@ def test_gdrive_interrupted_download_resumes_with_range(google, tmp_path, capsys
     kept = partial.stat().st_size
     assert 0 < kept <= len(body) // 2
     assert_one_short_line(err)
-    assert err.endswith(f"failed: connection lost after {kept} of {len(body)} bytes; the {kept} bytes received are "
+    assert err.endswith(f"gaf-net-data.zip: connection lost after {kept} of {len(body)} bytes; the {kept} bytes received are "
                         f"kept in {cache / '.incoming'}: run the same command to resume\n")
     assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 0
     assert f"bytes={kept}-" in google.range_headers()
@@ -815,5 +827,340 @@ def test_gdrive_network_failure_is_one_clear_error(monkeypatch, tmp_path, capsys
     monkeypatch.setenv(dl.GDRIVE_URL_ENV, f"http://127.0.0.1:{free_port()}/uc?id={{id}}")
     assert run_cli("download", "gafnet", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
     err = capsys.readouterr().err
-    assert "network error while downloading gaf-net-data.zip" in err and err.count("\n") == 1
+    assert_one_short_line(err)
+    assert err.startswith("python -m gafnet.data: error: gaf-net-data.zip: cannot connect to 127.0.0.1 (Connection "
+                          "refused); download it in a browser from https://drive.google.com/file/d/")
     assert not (tmp_path / "embeddings").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Error lines: short, true, with the fallback (issue 9 item 9)
+
+
+def test_a_refused_connection_names_nothing_kept_and_the_fallback(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(dl.GAITGRAPH_RELEASE_ENV, f"http://127.0.0.1:{free_port()}/v0.1")
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert_one_short_line(err)
+    assert err == ("python -m gafnet.data: error: gaitgraph-casia-b-data.zip: cannot connect to "
+                   "127.0.0.1 (Connection refused); download it in a browser from "
+                   f"{dl.DEFAULT_GAITGRAPH_RELEASE_URL}/data.zip and run: python -m gafnet.data download casia-b "
+                   "--from-zip FILE\n")
+
+
+def test_a_cut_transfer_says_exactly_how_many_bytes_were_kept(server, tmp_path, capsys, cache):
+    data = CASIA_ZIP
+    server.add("/data.zip", Route(body=data, truncate_at=len(data) - 1000))  # one 64 kB chunk arrives whole
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet", "--retries", "0",
+                   "--url", server.url("/data.zip")) == 2
+    err = capsys.readouterr().err
+    assert_one_short_line(err)
+    part = cache / "gaitgraph-casia-b-data.zip.part"
+    kept = part.stat().st_size
+    assert kept == 64 * 1024
+    assert err == (f"python -m gafnet.data: error: gaitgraph-casia-b-data.zip: connection lost after {kept} of "
+                   f"{len(data)} bytes; the {kept} bytes received are kept in {part}: run the same command to resume\n")
+
+
+def test_a_transfer_cut_before_a_whole_chunk_keeps_nothing_and_says_so(server, tmp_path, capsys, cache):
+    server.add("/data.zip", Route(body=CASIA_ZIP, truncate_at=1000))
+    assert run_cli("download", "casia-b", "--root", str(tmp_path), "--quiet", "--retries", "0",
+                   "--url", server.url("/data.zip")) == 2
+    err = capsys.readouterr().err
+    assert_one_short_line(err)
+    assert "kept" not in err and err.endswith(f"from {server.url('/data.zip')} and run: python -m gafnet.data "
+                                              "download casia-b --from-zip FILE\n")
+    assert list(cache.iterdir()) == []  # no empty .part, no .part.json
+
+
+def test_gdrive_dying_before_the_first_byte_says_nothing_was_kept(google, tmp_path, capsys, cache):
+    """The review's case: the message said bytes were kept in .incoming when it was empty."""
+    google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
+    google.add("/drive.usercontent.google.com/download", gdrive_file(gafnet_zip(), truncate_at=0))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert_one_short_line(err)
+    assert "kept" not in err
+    assert err.endswith(f"/file/d/{FILE_ID}/view and run: python -m gafnet.data download gafnet --from-zip FILE\n")
+    assert list((cache / ".incoming").iterdir()) == []
+
+
+def test_gdrive_partial_the_server_will_not_resume_is_discarded_not_kept_forever(google, tmp_path, capsys, cache):
+    body = gafnet_zip(extra={"noise.bin": noise(1_500_000)})
+    google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
+    google.add("/drive.usercontent.google.com/download",
+               gdrive_file(body, etag='"g1"', truncate_at=len(body) // 2),
+               gdrive_file(body, etag='"g2"', ranges=False))  # the file changed: the whole new file comes back
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
+    capsys.readouterr()
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 2
+    err = capsys.readouterr().err
+    assert_one_short_line(err)
+    assert "could not resume the partial gaf-net-data.zip, so it was discarded" in err
+    assert list((cache / ".incoming").iterdir()) == []
+    assert run_cli("download", "gafnet", "--root", str(root), "--quiet", "--retries", "0") == 0  # starts over
+
+
+def test_several_gdown_partials_do_not_block_the_resume(google, tmp_path, cache):
+    body = gafnet_zip(extra={"noise.bin": noise(1_500_000)})
+    google.add("/drive.google.com/uc", Route(body=confirmation_page(), content_type="text/html"))
+    google.add("/drive.usercontent.google.com/download", gdrive_file(body, etag='"g1"'))
+    incoming = cache / ".incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "gaf-net-data.zipabcd1234.part").write_bytes(body[:1000])
+    (incoming / "gaf-net-data.zipwxyz9876.part").write_bytes(body[:600_000])
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--quiet", "--retries", "0") == 0
+    assert (cache / "gaf-net-data.zip").read_bytes() == body
+    assert "bytes=600000-" in google.range_headers()
+
+
+def test_the_retry_wait_stops_doubling_at_a_minute(server, tmp_path):
+    server.add("/data.zip", Route(status=503, body=b"busy", content_type="text/plain"))
+    slept = []
+    options = FetchOptions(quiet=True, retries=4, backoff=20.0, sleep=slept.append)
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=options)
+    assert slept == [20.0, 40.0, 60.0, 60.0]
+
+
+def test_a_long_signed_redirect_url_is_not_printed_in_full(server, tmp_path):
+    signed = "/objects/data.zip?" + "&".join(f"X-Amz-Param{i}={'a' * 40}" for i in range(12))
+    server.add("/data.zip", Route(redirect=signed))
+    server.add("/objects/data.zip", Route(status=403, body=b"expired", content_type="text/plain"))
+    with pytest.raises(DownloadError) as info:
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    message = str(info.value)
+    assert message.startswith(f"HTTP 403 Forbidden from {server.url('/objects/data.zip')}; check the URL, or download")
+    assert "X-Amz" not in message and len(message) < 300
+
+
+# --------------------------------------------------------------------------------------------------
+# --cache_dir: one spelling (the other accepted), one meaning: the project cache root (issue 9 items 10, 22)
+
+
+@pytest.mark.parametrize("flag", ["--cache_dir", "--cache-dir"])
+def test_cache_dir_is_the_project_cache_with_downloads_under_it(release, tmp_path, flag):
+    chosen = tmp_path / "elsewhere"
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path / "repo"), "--quiet",
+                   flag, str(chosen)) == 0
+    assert (chosen / "downloads" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").read_bytes() == WEIGHTS
+    assert sorted(p.name for p in chosen.iterdir()) == ["downloads"]
+
+
+def test_the_default_location_comes_from_gafnet_cache(monkeypatch, tmp_path):
+    from gafnet import cache as project_cache
+
+    monkeypatch.delenv(dl.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert dl.downloads_dir() == project_cache.cache_root() / "downloads" == tmp_path / "xdg" / "gafnet" / "downloads"
+    monkeypatch.setenv(dl.CACHE_ENV, str(tmp_path / "env"))
+    assert dl.downloads_dir() == tmp_path / "env" / "downloads"
+    assert dl.downloads_dir(tmp_path / "flag") == tmp_path / "flag" / "downloads"
+    assert dl.CACHE_ENV is project_cache.CACHE_ENV
+    source = Path(dl.__file__).read_text()
+    assert "gafnet.embeddings" not in source and not hasattr(dl, "default_cache_dir")
+
+
+def test_every_command_has_a_description_in_its_help(capsys):
+    for argv in (["--help"], ["download", "--help"], ["verify", "--help"]):
+        assert run_cli(*argv) == 0
+        out = capsys.readouterr().out
+        usage, _, rest = out.partition("\n\n")
+        description = rest.split("\n\n")[0]
+        assert not description.startswith(("positional arguments", "options")), f"{argv}: no description\n{out}"
+    assert run_cli("download", "--help") == 0
+    out = capsys.readouterr().out
+    assert "--cache_dir DIR, --cache-dir DIR" in out and "downloads/" in out and "--from-zip FILE" in out
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad options and places: one line, exit 2, nothing written (issue 10, found in this review)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["download", "casia-b", "--timeout", "0"], "must be a positive number of seconds"),
+        (["download", "casia-b", "--timeout", "-1"], "must be a positive number of seconds"),
+        (["download", "casia-b", "--timeout", "nan"], "must be a positive number of seconds"),
+        (["download", "casia-b", "--timeout", "inf"], "must be a positive number of seconds"),
+        (["download", "casia-b", "--retries", "-1"], "must be between 0 and 100"),
+        (["download", "casia-b", "--retries", "100000000000000000000"], "must be between 0 and 100"),
+        (["verify", "--max-lines", "-5"], "must be between 0 and"),
+    ],
+)
+def test_meaningless_numbers_are_refused_by_the_parser(tmp_path, capsys, argv, message):
+    assert run_cli(*argv, "--root", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_root_that_is_a_file_is_one_line(tmp_path, capsys):
+    archive = tmp_path / "gaf-net-data.zip"
+    archive.write_bytes(gafnet_zip())
+    (tmp_path / "afile").write_text("not a directory")
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "afile"), "--from-zip", str(archive)) == 2
+    assert capsys.readouterr().err == (f"python -m gafnet.data: error: {tmp_path / 'afile'} is not a directory; "
+                                       "give a directory with --root\n")
+    assert run_cli("verify", "--root", str(tmp_path / "afile")) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "not a directory"
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line(release, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert run_cli("download", "casia-b", "--root", str(tmp_path / "repo"), "--quiet",
+                   "--cache_dir", str(tmp_path / "afile")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create the download folder" in err and "--cache_dir DIR" in err
+    (tmp_path / "c" / "downloads").parent.mkdir()
+    (tmp_path / "c" / "downloads").write_text("x")
+    assert run_cli("download", "casia-b", "--root", str(tmp_path / "repo"), "--quiet", "--cache_dir", str(tmp_path / "c")) == 2
+    assert "the download folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_from_zip_that_is_not_a_regular_file_is_named_as_such(tmp_path, capsys, kind):
+    path = tmp_path / "gaf-net-data.zip"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--from-zip", str(path)) == 2  # no hang
+    err = capsys.readouterr().err
+    assert ("is a directory" if kind == "directory" else "is not a regular file") in err
+    assert not (tmp_path / "repo").exists()
+
+
+def test_writing_the_download_on_a_full_disk_is_one_line(server, tmp_path, monkeypatch):
+    server.add("/data.zip", Route(body=CASIA_ZIP))
+    real_open = open
+    writes = []
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            writes.append(len(data))
+            if len(writes) > 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.handle.write(data)
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Full(handle) if str(path).endswith(".part") and "b" in mode and "w" in mode or "a" in mode else handle
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    with pytest.raises(DownloadError) as info:
+        fetch_url(server.url("/data.zip"), tmp_path / "data.zip", ASSETS["casia-b"], options=QUIET)
+    part = tmp_path / "data.zip.part"
+    assert str(info.value) == (f"cannot write {part}: No space left on device; the 8192 bytes received are kept "
+                               f"in {part}; free some space or use --cache_dir DIR, then run the same command")
+    assert not (tmp_path / "data.zip").exists()
+
+
+def _mount_tmpfs(path: Path, size: str, inodes: int) -> bool:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", str(path)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB file system; skips where mounting is not allowed."""
+    mount_point = tmp_path / "small"
+    if not _mount_tmpfs(mount_point, "1m", 64):
+        pytest.skip("cannot mount a tmpfs here (needs root and permission to mount)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_tmpfs_full_cache_during_a_download_is_one_line(server, small_tmpfs, tmp_path, capsys):
+    body = zip_bytes({"casia-b_pose_test.csv": noise(2 * 1024**2)})  # does not fit in 1 MiB
+    server.add("/data.zip", Route(body=body))
+    assert run_cli("download", "casia-b", "--root", str(tmp_path / "repo"), "--quiet", "--retries", "0",
+                   "--url", server.url("/data.zip"), "--cache_dir", str(small_tmpfs)) == 2
+    err = capsys.readouterr().err
+    part = small_tmpfs / "downloads" / "gaitgraph-casia-b-data.zip.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(body)
+    assert err == (f"python -m gafnet.data: error: cannot write {part}: No space left on device; the {kept} bytes "
+                   f"received are kept in {part}; free some space or use --cache_dir DIR, then run the same command\n")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_tmpfs_full_cache_during_a_gdrive_download_is_one_line(google, small_tmpfs, tmp_path, capsys):
+    body = gafnet_zip(extra={"noise.bin": noise(2 * 1024**2)})
+    google.add("/drive.google.com/uc", gdrive_file(body))
+    assert run_cli("download", "gafnet", "--root", str(tmp_path / "repo"), "--quiet", "--retries", "0",
+                   "--cache_dir", str(small_tmpfs)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot write {small_tmpfs / 'downloads' / '.incoming'}: No space left on device; the " in err
+    assert err.endswith("free some space or use --cache_dir DIR, then run the same command\n")
+    assert not (tmp_path / "repo").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# A truncated checkpoint is never installed or reported OK (issue 10, "Other")
+
+
+def _cuts(size: int) -> list[int]:
+    return [1, 100, size // 3, size // 2, size - 22, size - 1]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_from_zip_half_a_checkpoint_is_refused_at_several_cut_points(tmp_path, capsys, legacy):
+    full = torch_bytes({"tcn.weight": torch.arange(4096, dtype=torch.float32)}, legacy=legacy)
+    root = tmp_path / "repo"
+    for cut in _cuts(len(full)):
+        half = tmp_path / "half.pth"
+        half.write_bytes(full[:cut])
+        assert run_cli("download", "gaitgraph-weights", "--root", str(root), "--quiet", "--from-zip", str(half)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not usable" in err and "truncated" in err, (cut, err)
+        assert not (root / "weights").exists()
+    (tmp_path / "full.pth").write_bytes(full)
+    assert run_cli("download", "gaitgraph-weights", "--root", str(root), "--quiet", "--from-zip",
+                   str(tmp_path / "full.pth")) == 0
+    assert run_cli("verify", "--root", str(root), "--all") == 1  # no embeddings here, but the weights are fine
+    assert "GaitGraph weights" in capsys.readouterr().out.split("OK")[-2]
+
+
+def test_verify_all_reports_an_installed_truncated_checkpoint(tmp_path, capsys):
+    dest = tmp_path / "weights" / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth"
+    dest.parent.mkdir()
+    dest.write_bytes(WEIGHTS[: len(WEIGHTS) // 2])
+    assert run_cli("verify", "--root", str(tmp_path), "--all") == 1
+    out = capsys.readouterr().out
+    assert f"malformed: {dest}: truncated or corrupt zip container" in out
+
+
+def test_a_download_of_the_checkpoint_cut_without_a_length_is_rejected(server, tmp_path, cache):
+    server.add("/w.pth", Route(body=WEIGHTS, no_length=True, truncate_at=len(WEIGHTS) - 100))
+    with pytest.raises(DownloadError, match="was rejected and deleted: it is not a complete PyTorch checkpoint: truncated"):
+        fetch_url(server.url("/w.pth"), tmp_path / "w.pth", ASSETS["gaitgraph-weights"], options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_cached_checkpoint_is_not_used(release, tmp_path, capsys, cache):
+    cache.mkdir(parents=True)
+    (cache / "gaitgraph_resgcn-n39-r8_coco_seq_60.pth").write_bytes(WEIGHTS[:-10])
+    assert run_cli("download", "gaitgraph-weights", "--root", str(tmp_path), "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "the cached" in err and "not a complete PyTorch checkpoint" in err and "Delete it" in err
+    assert not (tmp_path / "weights").exists()

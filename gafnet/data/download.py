@@ -191,7 +191,10 @@ def _short_url(url: str) -> str:
 
 
 def _kept(paths: list[Path], where: Path) -> str:
-    """What was kept of a failed download: "" when nothing was."""
+    """What was kept of a failed download: "" when nothing was (empty partial files are removed)."""
+    for path in paths:
+        if path.is_file() and path.stat().st_size == 0:
+            _remove(path)
     size = sum(p.stat().st_size for p in paths if p.is_file())
     return f"the {size} bytes received are kept in {where}" if size else ""
 
@@ -235,10 +238,12 @@ def content_problem(path: Path, asset: Asset, expected_size: int | None, sha256:
     with open(path, "rb") as fh:
         head = fh.read(64 * 1024)
     if not head.startswith(asset.magic):
+        if any(magic.startswith(head) for magic in asset.magic):
+            return f"it is truncated: only {len(head)} bytes"
         title = _html_title(head)
         if title is not None:
             what = f" titled {_short(repr(title), 60)}" if title else ""
-            return f"it is an HTML page{what} (a quota, login or error page), not {asset.filename}"
+            return f"it is an HTML page{what} (a quota, login or error page), not the file"
         kind = "a zip archive" if asset.magic == ZIP_MAGIC else "a PyTorch checkpoint"
         return f"it is not {kind} (starts with {head[:8]!r})"
     if asset.magic == ZIP_MAGIC:
@@ -312,7 +317,7 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
     try:
         response = session.get(url, headers=headers, stream=True, timeout=options.timeout)
     except requests.TooManyRedirects:
-        raise DownloadError(f"too many redirects while downloading {_short_url(url)}; nothing was kept") from None
+        raise _Refused(f"too many redirects while downloading {_short_url(url)}") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise _Retryable(f"cannot connect to {urlsplit(url).hostname} ({_short_reason(exc)})") from None
     except requests.RequestException as exc:  # a malformed URL, an unsupported scheme...
@@ -320,8 +325,7 @@ def _fetch_once(session: requests.Session, url: str, dest: Path, options: FetchO
 
     with response:
         if url.startswith("https://") and response.url.startswith("http://"):
-            raise DownloadError(f"{_short_url(url)} redirected to the insecure URL {_short_url(response.url)}; "
-                                "refusing; nothing was kept")
+            raise _Refused(f"{_short_url(url)} redirected to the insecure URL {_short_url(response.url)}; refusing")
         status = response.status_code
         if status == 416 and offset:
             match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
@@ -409,12 +413,14 @@ def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | 
                 break
             except _Refused as exc:  # an HTML page or too many bytes removed the partial file; a 4xx keeps it
                 kept = _kept([part], part)
-                raise DownloadError(f"{exc}; {kept or 'nothing was kept'}; check the URL, or {fallback}") from None
+                raise DownloadError(f"{exc}; " + (f"{kept}; " if kept else "") + f"check the URL, or {fallback}") from None
             except _Retryable as exc:
                 if attempt == options.retries:
                     kept = _kept([part], part)
-                    todo = f"{kept}: run the same command to resume" if kept else f"nothing was kept; {fallback}"
-                    raise DownloadError(f"download of {dest.name} failed: {exc}; {todo}") from None
+                    if not kept:
+                        _remove(meta_path)
+                    todo = f"{kept}: run the same command to resume" if kept else fallback
+                    raise DownloadError(f"{dest.name}: {exc}; {todo}") from None
                 delay = min(options.backoff * 2**attempt, MAX_RETRY_DELAY_S)
                 if not options.quiet:
                     print(f"{dest.name}: {exc}; retrying in {delay:.0f} s ({attempt + 1}/{options.retries})",
@@ -431,8 +437,7 @@ def fetch_url(url: str, dest: str | Path, asset: Asset, *, expected_size: int | 
     problem = content_problem(part, asset, expected_size, sha256)
     if problem is not None:
         _remove(part, meta_path)
-        raise DownloadError(f"the download of {dest.name} from {_short_url(url)} was rejected: {problem}; "
-                            "nothing was kept")
+        raise DownloadError(f"the download of {dest.name} from {_short_url(url)} was rejected and deleted: {problem}")
     os.replace(part, dest)
     _remove(meta_path)
     return dest
@@ -497,11 +502,8 @@ def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int
     host = urlsplit(url).hostname or url
 
     def kept_or_fallback() -> str:
-        for partial in _gdown_partials(incoming):
-            if partial.stat().st_size == 0:
-                _remove(partial)  # an empty partial file is nothing kept
         kept = _kept(_gdown_partials(incoming), incoming.parent)
-        return f"{kept}: run the same command to resume" if kept else f"nothing was kept; {fallback}"
+        return f"{kept}: run the same command to resume" if kept else fallback
 
     try:
         gdown.download(**kwargs)
@@ -516,14 +518,11 @@ def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int
                 _remove(partial)
             raise DownloadError(f"{host} could not resume the partial {dest.name}, so it was discarded; run the "
                                 "same command to download it from the start") from None
-        raise DownloadError(f"download of {dest.name} from {host} failed: {_gdown_reason(exc)}; "
-                            f"{kept_or_fallback()}") from None
+        raise DownloadError(f"{dest.name}: {_gdown_reason(exc)}; {kept_or_fallback()}") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise DownloadError(f"network error while downloading {dest.name} from {host} ({_short_reason(exc)}); "
-                            f"{kept_or_fallback()}") from None
+        raise DownloadError(f"{dest.name}: cannot connect to {host} ({_short_reason(exc)}); {kept_or_fallback()}") from None
     except requests.RequestException as exc:
-        raise DownloadError(f"download of {dest.name} from {host} failed: {_short_reason(exc)}; "
-                            f"{kept_or_fallback()}") from None
+        raise DownloadError(f"{dest.name}: {_short_reason(exc)}; {kept_or_fallback()}") from None
     except OSError as exc:  # writing the partial file: a full disk, a quota, a read-only cache
         kept = _kept(_gdown_partials(incoming), incoming.parent)
         raise DownloadError(f"cannot write {incoming.parent}: {exc.strerror or exc}; " + (f"{kept}; " if kept else "")
@@ -533,7 +532,7 @@ def fetch_gdrive(url: str, dest: str | Path, asset: Asset, *, expected_size: int
     problem = content_problem(incoming, asset, expected_size, sha256)
     if problem is not None:
         _remove(incoming)
-        raise DownloadError(f"the download of {dest.name} was rejected: {problem}; nothing was kept; {fallback}")
+        raise DownloadError(f"the download of {dest.name} was rejected and deleted: {problem}; {fallback}")
     os.replace(incoming, dest)
     return dest
 
