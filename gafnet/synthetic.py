@@ -200,7 +200,7 @@ def demo_tree(cache_dir: str | Path, seed: int = 0, small: bool = False, dataset
     if not quiet:
         from tqdm import tqdm
 
-        print(f"generating the SYNTHETIC demo tree once ({size} of CSV) in {final}", file=sys.stderr)
+        print(f"generating the SYNTHETIC demo tree once ({size} of CSV) in {final}", flush=True)
         progress = tqdm(total=4 if dataset == "mars" else 100, desc="writing the demo tree", unit="file",
                         file=sys.stderr, leave=False, disable=None)
     try:
@@ -223,6 +223,8 @@ def demo_tree(cache_dir: str | Path, seed: int = 0, small: bool = False, dataset
     except OSError as exc:
         raise InputError(f"cannot write the demo tree in {final.parent}: {exc.strerror or exc}; free some space "
                          "or pass --cache_dir DIR") from None
+    except InputError as exc:
+        raise InputError(f"the demo tree in {final.parent}: {exc}; free some space or pass --cache_dir DIR") from None
     finally:
         if progress is not None:
             progress.close()

@@ -56,3 +56,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A factory of tiny file systems (tmpfs) for full-disk tests: ``small_disk("64k")`` → a mounted folder.
+
+    Skips the test where mounting is not permitted (not root, or no tmpfs); everything is unmounted afterwards.
+    """
+    import shutil
+    import subprocess
+
+    mounted = []
+
+    def make(size: str = "64k", inodes: int | None = None):
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command: cannot make a small file system")
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        options = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not permitted'})")
+        mounted.append(where)
+        return where
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -377,3 +377,30 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     assert p.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "evaluate.py: interrupted"
     assert not [d for d in (tmp_path / "c" / "demo").iterdir() if not d.name.startswith(".")]
+
+
+def test_demo_on_a_full_cache_disk_says_so_in_one_line(small_disk):
+    disk = small_disk("256k")
+    r = run("--demo", "--cache_dir", str(disk))
+    one_error_line(r, r"demo tree|cannot write .*No space left on device")
+    assert not [p for p in (disk / "demo").iterdir() if not p.name.startswith(".")]
+
+
+def test_output_on_a_full_disk_says_so_and_keeps_nothing_half_written(tree, small_disk, cache):
+    disk = small_disk("64k")
+    (disk / "filler").write_bytes(b"\0" * 60_000)
+    r = run("--data_path", str(tree), "--backbone", "pit", "--sweep", "0:1.5:0.002", "--output",
+            str(disk / "r.json"), "--plot", str(disk / "p.png"), *cache)
+    one_error_line(r, r"cannot write .*r.json: No space left on device; nothing was written")
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_no_valid_query_names_the_split_files(tree, tmp_path, cache):
+    from gafnet.embeddings import read_embedding_csv, write_embedding_csv
+    root = broken_tree(tree, tmp_path)
+    for folder in ("osnet", "gait1"):
+        path = embedding_csv(root, folder, "gallery", 2)
+        t = read_embedding_csv(path)
+        write_embedding_csv(path, t.features, t.pids, np.ones_like(t.camids), index_column=folder == "osnet")
+    r = run("--data_path", str(root), "--backbone", "osnet", "--splits", "2", *cache)
+    one_error_line(r, r"query_split2.csv vs .*gallery_split2.csv: no query has a valid match")
