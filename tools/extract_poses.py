@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""See gafnet/pixels/pose_cli.py (and docs/pixels.md): python tools/extract_poses.py --help."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gafnet.pixels.pose_cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
