@@ -495,6 +495,11 @@ def print_sweep(results: dict, synthetic: bool, fusion: Fusion) -> None:
           f"r = the reported {param}. Every value is in --output's JSON.")
 
 
+def _import_plotting() -> None:
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 def write_plot(results: dict, path: Path, synthetic: bool, fusion: Fusion, dataset: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: faster to import, no GUI backend
@@ -555,6 +560,10 @@ def run(args: argparse.Namespace) -> dict:
         if args.seed < 0:
             raise InputError(f"--seed {args.seed}: must be >= 0")
     options = resolve_options(args, Path(args.data_path) if not synthetic else Path("."))
+    if options.plot is not None:  # matplotlib takes a while to import: do it while the CSVs are read
+        import threading
+
+        threading.Thread(target=_import_plotting, daemon=True).start()
     data_path = demo_data(args, cache_dir, args.quiet) if synthetic else Path(args.data_path)
     if synthetic:  # the demo tree's folders are known only now
         options = resolve_options(args, data_path)
