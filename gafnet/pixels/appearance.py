@@ -118,6 +118,8 @@ class WeightsReport:
 def compare_weights(model_state: dict, state: dict, path: str, model_name: str) -> WeightsReport:
     report = WeightsReport(str(path), model_name)
     for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue  # BatchNorm step counters: no learned information, never counted as a match
         if key.startswith(CLASSIFIER_PREFIXES):
             report.classifier_dropped.append(key)
         elif key not in model_state:
@@ -126,7 +128,8 @@ def compare_weights(model_state: dict, state: dict, path: str, model_name: str) 
             report.wrong_shape.append(f"{key} {tuple(value.shape)} vs {tuple(model_state[key].shape)}")
         else:
             report.matched.append(key)
-    report.missing = [k for k in model_state if k not in state and not k.startswith(CLASSIFIER_PREFIXES)]
+    report.missing = [k for k in model_state if k not in state and not k.startswith(CLASSIFIER_PREFIXES)
+                      and not k.endswith("num_batches_tracked")]
     return report
 
 
@@ -252,7 +255,7 @@ def colour_histogram(image: np.ndarray, stripes: int = 8, bins=(16, 8, 8)) -> np
     for s in range(stripes):
         band = hsv[edges[s]:edges[s + 1]]
         for c, (n, top) in enumerate(zip(bins, ranges)):
-            hist = np.bincount((band[:, :, c].astype(np.int64) * n) // top, minlength=n).astype(np.float64)
+            hist = np.bincount(((band[:, :, c].astype(np.int64) * n) // top).ravel(), minlength=n).astype(np.float64)
             parts.append(np.sqrt(hist / max(hist.sum(), 1.0)))
     vec = np.concatenate(parts)
     return (vec / np.linalg.norm(vec)).astype(np.float32)
