@@ -16,10 +16,12 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,6 +106,7 @@ class Route:
     ranges: bool = True  # honour "Range: bytes=N-"
     etag: str | None = None
     truncate_at: int | None = None  # announce the full length, send this many bytes, hang up
+    stall_after: int | None = None  # send this many bytes, then wait (up to 60 s) before the rest
     redirect: str | None = None  # 302 to this path
     no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
@@ -187,6 +190,11 @@ class LocalServer:
             handler.send_header(key, value)
         handler.end_headers()
         sent = body if route.truncate_at is None else body[: route.truncate_at]
+        if route.stall_after is not None:
+            handler.wfile.write(sent[: route.stall_after])
+            handler.wfile.flush()
+            time.sleep(60)
+            sent = sent[route.stall_after:]
         handler.wfile.write(sent)
         handler.wfile.flush()
         if route.truncate_at is not None:
@@ -1164,3 +1172,67 @@ def test_a_truncated_cached_checkpoint_is_not_used(release, tmp_path, capsys, ca
     err = capsys.readouterr().err
     assert "the cached" in err and "not a complete PyTorch checkpoint" in err and "Delete it" in err
     assert not (tmp_path / "weights").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Faults through real processes
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ctrl_c_mid_download_exits_130_keeps_the_part_and_the_next_run_resumes(server, tmp_path, cache):
+    data = zip_bytes({"casia-b_pose_test.csv": b"image_name,x0\nframes/001-nm-01-090/000001.jpg,1\n",
+                      "noise.bin": noise(600_000)})
+    server.add("/data.zip", Route(body=data, stall_after=300_000), Route(body=data))
+    command = [sys.executable, "-m", "gafnet.data", "download", "casia-b", "--root", str(tmp_path / "repo"),
+               "--url", server.url("/data.zip"), "--retries", "0"]
+    part = cache / "gaitgraph-casia-b-data.zip.part"
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "GAFNET_CACHE_DIR": str(cache.parent)})
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size >= 4 * 64 * 1024) and time.monotonic() < deadline:
+        time.sleep(0.05)  # four 64 kB chunks written, the server now stalls
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert err.splitlines()[-1] == "python -m gafnet.data: interrupted" and "Traceback" not in err
+    kept = part.stat().st_size
+    assert kept >= 4 * 64 * 1024 and data.startswith(part.read_bytes())
+    assert not (tmp_path / "repo").exists()
+    assert run_cli("download", "casia-b", "--root", str(tmp_path / "repo"), "--quiet", "--url",
+                   server.url("/data.zip")) == 0
+    assert server.range_headers()[-1] == f"bytes={kept}-"
+    assert (cache / "gaitgraph-casia-b-data.zip").read_bytes() == data
+
+
+def test_cli_refuses_a_small_zip_that_expands_over_the_ratio_cap(tmp_path, capsys):
+    """The review's case in small: a zip of the released layout plus one member that expands > 100x."""
+    rows = b"0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1,1\n" * (40 * 1024**2 // 36)
+    archive = tmp_path / "gaf-net-data.zip"
+    buffer = io.BytesIO(gafnet_zip())
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("poses/splits_pit/extra.csv", rows)
+    archive.write_bytes(buffer.getvalue())
+    assert archive.stat().st_size < 400_000
+    root = tmp_path / "repo"
+    assert run_cli("download", "gafnet", "--root", str(root), "--from-zip", str(archive), "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "member 'poses/splits_pit/extra.csv' expands" in err and "above the cap of 100x for CSV data" in err
+    assert not root.exists() or list(root.iterdir()) == []
+
+
+def test_any_download_removes_unpack_leftovers_of_dead_processes_in_the_root(tmp_path, capsys):
+    root = tmp_path / "repo"
+    (root / "data").mkdir(parents=True)
+    make = ("import os, sys; from gafnet.atomic import temp_prefix; "
+            "[os.makedirs(os.path.join(d, temp_prefix('unpack') + 'x1y2.tmp', 'embeddings')) for d in sys.argv[1:]]")
+    subprocess.run([sys.executable, "-c", make, str(root), str(root / "data")], cwd=REPO, check=True)  # then exits
+    old = root / ".gafnet-unpack-abcd1234"  # an older version's name: recent, so kept and named
+    old.mkdir()
+    (root / "weights.pth").write_bytes(WEIGHTS)
+    assert run_cli("download", "gaitgraph-weights", "--root", str(root), "--from-zip", str(root / "weights.pth")) == 0
+    assert sorted(p.name for p in root.iterdir()) == [".gafnet-unpack-abcd1234", "data", "weights", "weights.pth"]
+    assert list((root / "data").iterdir()) == []
+    assert f"note: {old} was left by an interrupted unpack of an older version" in capsys.readouterr().err

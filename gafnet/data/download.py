@@ -53,6 +53,7 @@ from gafnet.data.unzip import (
     content_root,
     extracted,
     plan_install,
+    remove_leftovers,
 )
 from gafnet.data.verify import (
     GAITGRAPH_WEIGHTS_NAME,
@@ -167,8 +168,13 @@ def _make_dir(path: Path, what: str) -> Path:
 
 
 def _short(text: str, width: int = 100) -> str:
-    """``text`` on one line, cut at a word boundary to at most ``width`` characters."""
-    return textwrap.shorten(" ".join(str(text).split()), width, placeholder=" …")
+    """``text`` on one line, cut at a word boundary to at most ``width`` characters (mid-word only when a
+    single word is longer than that)."""
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    cut = textwrap.shorten(text, width, placeholder=" …")
+    return cut if cut != "…" and cut.strip() != "…" else text[: width - 1] + "…"
 
 
 def _short_reason(exc: BaseException | str) -> str:
@@ -185,9 +191,11 @@ def _short_reason(exc: BaseException | str) -> str:
     return _short(text)
 
 
-def _short_url(url: str) -> str:
-    """A URL for a message: without its query (signed storage URLs are very long), at most 100 characters."""
-    return _short(url.split("?", 1)[0], 100)
+def _short_url(url: str, width: int = 100) -> str:
+    """A URL for a message: without its query (signed storage URLs are very long), at most ``width``
+    characters (the middle is cut)."""
+    url = url.split("?", 1)[0]
+    return url if len(url) <= width else url[: width // 2] + "…" + url[-(width // 2 - 1):]
 
 
 def _kept(paths: list[Path], where: Path) -> str:
@@ -616,7 +624,7 @@ def _relabel(text: str, staged: Path, label: str) -> str:
 
 def _install_gafnet(archive: Path, request: DownloadRequest) -> None:
     root = Path(request.root)
-    with extracted(archive, near=_install_dir(root), limits=ASSETS["gafnet"].unzip_limits, note=_note(request)) as staged:
+    with extracted(archive, near=_install_dir(root), limits=ASSETS["gafnet"].unzip_limits) as staged:
         content = content_root(staged, markers=("embeddings", "poses"))
         bad = [r for r in check_gafnet(content) if not r.ok]
         if bad:
@@ -631,8 +639,7 @@ def _install_gafnet(archive: Path, request: DownloadRequest) -> None:
 
 def _install_casia_b(archive: Path, request: DownloadRequest) -> None:
     dest = casia_b_dir(request.root)
-    with extracted(archive, near=_install_dir(dest.parent), limits=ASSETS["casia-b"].unzip_limits,
-                   note=_note(request)) as staged:
+    with extracted(archive, near=_install_dir(dest.parent), limits=ASSETS["casia-b"].unzip_limits) as staged:
         content = content_root(staged)
         report = check_casia_b(content)
         if not report.present or report.malformed:
@@ -687,6 +694,9 @@ def download(name: str, request: DownloadRequest) -> list[LayoutReport]:
     asset = ASSETS[name]
     if request.sha256 is not None:
         request.sha256 = normalise_sha256(request.sha256)
+    for place in (Path(request.root), casia_b_dir(request.root).parent):  # where unpacks of any target stage
+        if place.is_dir():
+            remove_leftovers(place, _note(request))
     reports = current_reports(name, request.root)
     if not request.force and _already_installed(name, request, reports):
         _say(request, f"{name}: already complete, nothing to do (--force to install it again)")

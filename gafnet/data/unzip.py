@@ -110,13 +110,13 @@ def _human(n: int) -> str:
 def _safe_member_path(name: str, archive: Path) -> PurePosixPath | None:
     """The normalised relative path of a member, None for junk; raises for anything unsafe."""
     if "\0" in name:
-        raise UnsafeArchiveError(f"{archive}: member name {name!r} contains a NUL byte; refusing to unpack")
+        raise UnsafeArchiveError(f"{archive}: member name {_shown(name)} contains a NUL byte; refusing to unpack")
     posix = name.replace("\\", "/")
     if posix.startswith("/") or _DRIVE_LETTER.match(posix):
-        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path; refusing to unpack")
+        raise UnsafeArchiveError(f"{archive}: member {_shown(name)} has an absolute path; refusing to unpack")
     parts = [p for p in posix.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchiveError(f"{archive}: member {name!r} points outside the target (..); refusing to unpack")
+        raise UnsafeArchiveError(f"{archive}: member {_shown(name)} points outside the target (..); refusing to unpack")
     if not parts:
         return None
     if parts[0] in _JUNK_DIRS or parts[-1] in _JUNK_FILES:
@@ -196,12 +196,12 @@ def plan_extraction(archive: zipfile.ZipFile, zip_path: Path, limits: UnzipLimit
             continue
         problem = _member_kind_problem(info)
         if problem is not None:
-            raise UnsafeArchiveError(f"{zip_path}: member {info.filename!r} {problem}; refusing to unpack")
+            raise UnsafeArchiveError(f"{zip_path}: member {_shown(info.filename)} {problem}; refusing to unpack")
         is_dir = info.is_dir()
         if path in seen:
             if is_dir and seen[path]:
                 continue
-            raise UnsafeArchiveError(f"{zip_path}: member {info.filename!r} appears twice; refusing to unpack")
+            raise UnsafeArchiveError(f"{zip_path}: member {_shown(info.filename)} appears twice; refusing to unpack")
         seen[path] = is_dir
         if not is_dir:
             files += 1
@@ -242,7 +242,7 @@ def _extract_member(archive: zipfile.ZipFile, member: Member, dest: Path, zip_pa
     target.parent.mkdir(parents=True, exist_ok=True)
     # Defence in depth: the name checks above already exclude this.
     if not target.resolve().is_relative_to(dest.resolve()):
-        raise UnsafeArchiveError(f"{zip_path}: member {member.info.filename!r} escapes the target; refusing")
+        raise UnsafeArchiveError(f"{zip_path}: member {_shown(member.info.filename)} escapes the target; refusing")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     written = 0
     try:
@@ -251,14 +251,14 @@ def _extract_member(archive: zipfile.ZipFile, member: Member, dest: Path, zip_pa
                 written += len(chunk)
                 if written > member.info.file_size:
                     raise UnsafeArchiveError(
-                        f"{zip_path}: member {member.info.filename!r} is larger than it declares; refusing"
+                        f"{zip_path}: member {_shown(member.info.filename)} is larger than it declares; refusing"
                     )
                 out.write(chunk)
     except zipfile.BadZipFile as exc:
-        raise UnsafeArchiveError(f"{zip_path}: member {member.info.filename!r} is corrupt ({exc}); "
+        raise UnsafeArchiveError(f"{zip_path}: member {_shown(member.info.filename)} is corrupt ({exc}); "
                                  "download the archive again") from None
     except (EOFError, zlib.error, ValueError, NotImplementedError) as exc:  # bz2/lzma raise OSError/ValueError too
-        raise UnsafeArchiveError(f"{zip_path}: member {member.info.filename!r} is truncated or corrupt ({exc}); "
+        raise UnsafeArchiveError(f"{zip_path}: member {_shown(member.info.filename)} is truncated or corrupt ({exc}); "
                                  "download the archive again") from None
     return written
 
@@ -414,6 +414,7 @@ def _move(src: Path, dst: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+    remove_stale_temporaries(dst.parent)
     tmp = dst.parent / f"{temp_prefix(dst.name)}move.tmp"  # removed by the next run if this one is killed
     try:
         if src.is_dir():
