@@ -49,7 +49,7 @@ from .cache import FileCache, SourceFile, cache_root
 from .errors import InputError
 
 INDEX_COLUMN_NAMES = ("", "index", "unnamed: 0")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 EXACT_FLOAT_INT = 2**53  # integers up to this magnitude are exact in a double
 MANIFEST_FORMAT = "gafnet-embedding-pair"
 default_cache_dir = cache_root  # the project cache root (kept for callers of the old name)
@@ -232,26 +232,33 @@ def parse_embedding_bytes(path: Path, raw: bytes) -> EmbeddingTable:
 
 # --------------------------------------------------------------------------------------------- cache
 class ParseCache(FileCache):
-    """Parsed embedding CSVs in ``<cache root>/embeddings/`` (see :mod:`gafnet.cache` for the keys)."""
+    """Parsed embedding CSVs in ``<cache root>/embeddings/`` (see :mod:`gafnet.cache` for the keys).
+
+    An entry is three ``.npy`` arrays one after the other in one file: the features, the ids (N, 2 or 3) and a
+    JSON string; read straight into their arrays (no intermediate copy, unlike an ``.npz``).
+    """
 
     def __init__(self, directory=None, enabled: bool = True):
-        super().__init__("embeddings", directory, enabled=enabled, version=CACHE_VERSION, suffix=".npz")
+        super().__init__("embeddings", directory, enabled=enabled, version=CACHE_VERSION, suffix=".npy")
 
     @staticmethod
     def read_entry(path: Path, source: Path) -> EmbeddingTable:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            ids = data["ids"]
-            return EmbeddingTable(features=data["features"], pids=ids[:, 0].copy(), camids=ids[:, 1].copy(),
-                                  path=source, dropped_index_column=bool(meta["dropped_index_column"]),
-                                  sha256=meta.get("sha256"), tracklets=ids[:, 2].copy() if ids.shape[1] == 3 else None)
+        with open(path, "rb") as fh:
+            features = np.load(fh, allow_pickle=False)
+            ids = np.load(fh, allow_pickle=False)
+            meta = json.loads(str(np.load(fh, allow_pickle=False)))
+        return EmbeddingTable(features=features, pids=ids[:, 0].copy(), camids=ids[:, 1].copy(), path=source,
+                              dropped_index_column=bool(meta["dropped_index_column"]), sha256=meta.get("sha256"),
+                              tracklets=ids[:, 2].copy() if ids.shape[1] == 3 else None)
 
     @staticmethod
     def write_entry(path: Path, table: EmbeddingTable) -> None:
         meta = json.dumps({"dropped_index_column": table.dropped_index_column, "sha256": table.sha256})
         columns = [table.pids, table.camids] + ([table.tracklets] if table.tracklets is not None else [])
         with open(path, "wb") as fh:
-            np.savez(fh, features=table.features, ids=np.stack(columns, axis=1), meta=np.array(meta))
+            np.save(fh, table.features)
+            np.save(fh, np.stack(columns, axis=1))
+            np.save(fh, np.array(meta))
 
 
 def read_embedding_csv(path: str | Path, cache: ParseCache | None = None, digest: bool = False) -> EmbeddingTable:

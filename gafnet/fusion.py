@@ -68,9 +68,19 @@ BACKBONES = {
 }
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm (zero rows are rejected when the CSV is read)."""
-    return x / np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+def l2_normalize(x: np.ndarray, dtype=None, rows=None, block: int = 1024) -> np.ndarray:
+    """Rows divided by their L2 norm (zero rows are rejected when the CSV is read).
+
+    ``dtype`` (default: x's) and ``rows`` (an index array: only these rows) give the result directly, block
+    by block, without a full-size temporary.
+    """
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
+    index = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+    out = np.empty((len(index), x.shape[1]), dtype=dtype)
+    for a in range(0, len(index), block):
+        part = x[index[a:a + block]] if rows is not None else x[a:a + block]
+        out[a:a + block] = part / np.sqrt(np.einsum("ij,ij->i", part, part))[:, None]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -212,28 +222,28 @@ def build_split(split: int | None, q_app: EmbeddingTable, g_app: EmbeddingTable,
     _pair(q_app, g_app)
     _pair(q_gait, g_gait)
     notes: list[str] = []
-    if split is None:  # MARS
+    if split is None:  # MARS: 1,980 x 9,330 products in float32, as torchreid; junk left out of the gallery
         q_gait, q_notes = align_mars(q_app, q_gait)
         g_gait, g_notes = align_mars(g_app, g_gait)
         notes += q_notes + g_notes
-        keep = g_app.pids != MARS_JUNK_PID
-        gallery = [(t.features[keep], t.pids[keep], t.camids[keep]) for t in (g_app, g_gait)]
+        keep = np.flatnonzero(g_app.pids != MARS_JUNK_PID)
+        parts = [l2_normalize(q_app.features, np.float32), l2_normalize(g_app.features, np.float32, keep),
+                 l2_normalize(q_gait.features, np.float32), l2_normalize(g_gait.features, np.float32, keep)]
+        gp, gc = g_app.pids[keep], g_app.camids[keep]
         if protocol == "official":  # the queries are gallery items too (each finds itself as same-camera junk)
-            gallery = [(np.concatenate([q.features, f]), np.concatenate([q.pids, p]), np.concatenate([q.camids, c]))
-                       for q, (f, p, c) in zip((q_app, q_gait), gallery)]
-        (ga, gp, gc), (gg, _, _) = gallery
+            parts[1], parts[3] = np.concatenate([parts[0], parts[1]]), np.concatenate([parts[2], parts[3]])
+            gp, gc = np.concatenate([q_app.pids, gp]), np.concatenate([q_app.camids, gc])
     else:
         q_gait, q_moved = align_rows(q_app, q_gait)
         g_gait, g_moved = align_rows(g_app, g_gait)
         notes += (q_gait.notes[-1:] if q_moved else []) + (g_gait.notes[-1:] if g_moved else [])
-        ga, gp, gc, gg = g_app.features, g_app.pids, g_app.camids, g_gait.features
+        parts = [l2_normalize(t.features) for t in (q_app, g_app, q_gait, g_gait)]
+        gp, gc = g_app.pids, g_app.camids
     if len(gp) == 0:
         raise InputError(f"{g_app.path}: the gallery is empty (after removing MARS junk, person -1)")
-    dtype = np.float32 if split is None else np.float64  # MARS: 1,980 x 9,330 products in float32, as torchreid
-    parts = [l2_normalize(x).astype(dtype, copy=False) for x in (q_app.features, ga, q_gait.features, gg)]
     return SplitData(split=split, q_app=parts[0], g_app=parts[1], q_gait=parts[2], g_gait=parts[3],
-                     q_pids=q_app.pids, g_pids=gp,
-                     q_camids=q_app.camids, g_camids=gc, notes=notes, files=(q_app.path, g_app.path),
+                     q_pids=q_app.pids, g_pids=gp, q_camids=q_app.camids, g_camids=gc, notes=notes,
+                     files=(q_app.path, g_app.path),
                      average_over_all_queries=protocol == "official")
 
 

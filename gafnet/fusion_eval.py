@@ -318,7 +318,7 @@ def collapse_warnings(loaded: dict, gaits: dict) -> list[str]:
     for name, splits in loaded.items():
         for part, folder in (("app", name), ("gait", gaits[name])):
             for data in splits:
-                feats = np.concatenate([getattr(data, f"q_{part}"), getattr(data, f"g_{part}")])
+                feats = [getattr(data, f"q_{part}"), getattr(data, f"g_{part}")]
                 message = collapse_warning(feats, f"{folder} {data.label}")
                 if message is not None:
                     labels, first = found.get(folder, ([], message))

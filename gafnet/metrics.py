@@ -322,20 +322,33 @@ def rank_features(qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
 COLLAPSE_COSINE = 0.999  # mean cosine similarity above which embeddings are reported as collapsed
 
 
-def mean_cosine_similarity(features) -> float:
-    """Mean cosine similarity over all pairs of distinct rows, in O(N·D).
+def _row_blocks(features) -> list[np.ndarray]:
+    """A 2-D array, or a list/tuple of 2-D arrays with the same width (rows stacked), as a list of blocks."""
+    blocks = list(features) if isinstance(features, (list, tuple)) else [features]
+    return [as_feature_array("features", b) for b in blocks]
+
+
+def mean_cosine_similarity(features, block: int = 4096) -> float:
+    """Mean cosine similarity over all pairs of distinct rows, in O(N·D) time and O(D) extra memory.
 
     For unit rows u_i, |Σ u_i|² = N + Σ_{i≠j} u_i·u_j, so the mean over the N(N−1) ordered pairs is
     (|Σ u_i|² − N) / (N(N−1)). Zero rows count as orthogonal to everything. NaN for fewer than two rows.
+    ``features``: a 2-D array or a list of them (their rows together).
     """
-    x = as_feature_array("features", features).astype(np.float64, copy=False)
-    n = x.shape[0]
+    blocks = _row_blocks(features)
+    n = sum(b.shape[0] for b in blocks)
     if n < 2:
         return float("nan")
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    unit = x[norms > 0] / norms[norms > 0, None]
-    total = unit.sum(axis=0)
-    return float((total @ total - unit.shape[0]) / (n * (n - 1)))
+    total = np.zeros(blocks[0].shape[1], dtype=np.float64)
+    units = 0
+    for b in blocks:
+        for a in range(0, b.shape[0], block):
+            part = b[a:a + block].astype(np.float64)
+            norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+            ok = norms > 0
+            total += (part[ok] / norms[ok, None]).sum(axis=0)
+            units += int(ok.sum())
+    return float((total @ total - units) / (n * (n - 1)))
 
 
 def collapse_warning(features, what: str, threshold: float = COLLAPSE_COSINE) -> str | None:
@@ -348,7 +361,7 @@ def collapse_warning(features, what: str, threshold: float = COLLAPSE_COSINE) ->
     cos = mean_cosine_similarity(features)
     if not np.isfinite(cos) or cos <= threshold:
         return None
-    x = as_feature_array("features", features)
+    x = np.concatenate([b.astype(np.float64) for b in _row_blocks(features)])  # rare: collapsed embeddings
     spread = float(np.std(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), axis=0).max())
     return (f"warning: {what}: the embeddings have collapsed: mean cosine similarity between them {cos:.7f} "
             f"(1 = identical), largest per-dimension spread {spread:.2e}; they carry (almost) no identity "

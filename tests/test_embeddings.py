@@ -76,18 +76,19 @@ def test_cache_is_used_and_invalidated_when_csv_changes(tmp_path):
     cache = ParseCache(tmp_path / "cache")
     f = write(tmp_path / "q.csv", "feat_0,person_id,camera_id\n1.0,3,1\n")
     assert read_embedding_csv(f, cache).features[0, 0] == 1.0
-    entries = list((tmp_path / "cache" / "embeddings").glob("*.npz"))
+    entries = list((tmp_path / "cache" / "embeddings").glob("*.npy"))
     assert len(entries) == 1
     # a cached read does not parse: prove it by changing the cache entry's feature value
-    with np.load(entries[0]) as data:
-        parts = dict(data)
-    parts["features"][0, 0] = 42.0
+    with open(entries[0], "rb") as fh:
+        parts = [np.load(fh) for _ in range(3)]
+    parts[0][0, 0] = 42.0
     with open(entries[0], "wb") as fh:
-        np.savez(fh, **parts)
+        for part in parts:
+            np.save(fh, part)
     assert read_embedding_csv(f, cache).features[0, 0] == 42.0
     write(f, "feat_0,person_id,camera_id\n2.0,3,1\n")  # same size; a new ctime even if the mtime were kept
     assert read_embedding_csv(f, cache).features[0, 0] == 2.0  # the change was seen
-    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 1  # the stale entry was removed
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1  # the stale entry was removed
 
 
 def test_a_file_replaced_while_it_is_parsed_is_not_cached_under_the_new_files_key(tmp_path, monkeypatch):
@@ -126,7 +127,7 @@ def test_a_file_rewritten_in_place_while_it_is_parsed_is_not_cached(tmp_path, mo
 
     monkeypatch.setattr(E, "parse_embedding_bytes", parse_then_rewrite)
     read_embedding_csv(f, cache)
-    assert not list((tmp_path / "cache").rglob("*.npz"))
+    assert not list((tmp_path / "cache").rglob("*.npy"))
     monkeypatch.setattr(E, "parse_embedding_bytes", real)
     assert read_embedding_csv(f, cache).features[0, 0] == 8.0
 
@@ -138,7 +139,7 @@ def test_cache_never_written_into_data_tree_by_default(tmp_path, monkeypatch):
     f = write(data / "q.csv", "feat_0,person_id,camera_id\n1.0,3,1\n")
     read_embedding_csv(f, ParseCache())
     assert sorted(p.name for p in data.iterdir()) == ["q.csv"]
-    assert list((tmp_path / "elsewhere" / "embeddings").glob("*.npz"))
+    assert list((tmp_path / "elsewhere" / "embeddings").glob("*.npy"))
 
 
 @pytest.mark.parametrize("bom", [b"\xef\xbb\xbf", b""])
