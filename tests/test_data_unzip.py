@@ -365,11 +365,13 @@ def test_an_unknown_compression_method_is_refused_before_anything_is_written(tmp
 
 
 def random_csv(n_bytes: int, seed: int = 0) -> bytes:
-    """CSV rows of random 6-digit floats: what real embedding files look like to deflate (about 2-3x)."""
+    """Rows of 16 random numbers "d.dddddd": what real embedding files look like to deflate (about 2-3x)."""
     rng = np.random.default_rng(seed)
-    rows = max(1, n_bytes // (9 * 16))
-    values = rng.random((rows, 16))
-    return b"".join(",".join(f"{v:.6f}" for v in row).encode() + b"\n" for row in values)
+    cells = rng.integers(ord("0"), ord("9") + 1, size=(max(1, n_bytes // (9 * 16)), 16, 9), dtype=np.uint8)
+    cells[:, :, 1] = ord(".")
+    cells[:, :, 8] = ord(",")
+    cells[:, -1, 8] = ord("\n")
+    return cells.tobytes()
 
 
 def test_a_member_expanding_over_100x_is_refused_before_anything_is_written(tmp_path):
@@ -406,11 +408,12 @@ def test_overlapping_members_are_caught_by_the_overall_ratio(tmp_path):
 
 
 def test_realistic_csv_data_is_well_under_the_ratio_caps(tmp_path):
-    archive = make_zip(tmp_path / "real.zip", [("embeddings/a.csv", random_csv(17 * 1024**2)),
+    """With the floor lowered so that these 3 MiB are checked (the default floor is 16 MiB)."""
+    archive = make_zip(tmp_path / "real.zip", [("embeddings/a.csv", random_csv(2 * 1024**2)),
                                                ("poses/b.csv", random_csv(1024**2, seed=1))])
     dest = tmp_path / "out"
     dest.mkdir()
-    assert len(extract_all(archive, dest)) == 2
+    assert len(extract_all(archive, dest, UnzipLimits(ratio_min_bytes=1024**2))) == 2
 
 
 def test_small_members_are_not_ratio_checked(tmp_path):

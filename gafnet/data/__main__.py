@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gafnet: embeddings/ + poses/ (Google Drive, ~395 MB); casia-b: GaitGraph's CASIA-B "
                          "poses into data/casia-b/; gaitgraph-weights: its checkpoint into weights/; "
                          "all: the three (default: gafnet)")
-    dl.add_argument("--root", type=Path, default=Path("."), help="repository root to install into (default: .)")
+    dl.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                    help="repository root to install into (default: .)")
     dl.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", type=Path, default=None, metavar="DIR",
                     help=f"the project cache; downloads are kept in its downloads/ folder (default: ${CACHE_ENV}, "
                          "else $XDG_CACHE_HOME/gafnet, else ~/.cache/gafnet)")
@@ -82,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--url", default=None, help="download from this URL instead (one target only)")
     dl.add_argument("--force", action="store_true",
                     help="install again even if complete, overwriting existing files that differ")
-    dl.add_argument("--retries", type=_count(100), default=2,
+    dl.add_argument("--retries", type=_count(100), default=2, metavar="N",
                     help="extra attempts after a network failure, each resuming; waits 2, 4, 8... s, at most "
                          "60 s (0-100, default: 2)")
-    dl.add_argument("--timeout", type=_finite_positive, default=60.0,
+    dl.add_argument("--timeout", type=_finite_positive, default=60.0, metavar="SECONDS",
                     help="seconds without data before a connection counts as failed (default: 60)")
     dl.add_argument("--quiet", action="store_true", help="no progress bar and no progress messages")
 
@@ -93,12 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="report what is present, missing or malformed",
         description="Check the data trees against the released layout: embeddings/ and poses/ (and with --all "
                     "data/casia-b/ and the GaitGraph checkpoint). CSVs: only their first lines are read; the "
-                    "checkpoint must be a complete torch.save file. Exit status 0 when complete, 1 otherwise.",
+                    "checkpoint must be a complete torch.save file. Exit status 0 when complete, 1 when not, "
+                    "2 for a bad option.",
     )
-    vf.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
+    vf.add_argument("--root", type=Path, default=Path("."), metavar="DIR", help="repository root (default: .)")
     vf.add_argument("--all", action="store_true",
                     help="also check data/casia-b/ and weights/ (default: embeddings/ and poses/ only)")
-    vf.add_argument("--max-lines", "--max_lines", dest="max_lines", type=_count(10**6), default=40,
+    vf.add_argument("--max-lines", dest="max_lines", type=_count(10**6), default=40, metavar="N",
                     help="problem lines shown per report (default: 40)")
     return parser
 
