@@ -974,7 +974,7 @@ def test_every_command_has_a_description_in_its_help(capsys):
     for argv in (["--help"], ["download", "--help"], ["verify", "--help"]):
         assert run_cli(*argv) == 0
         out = capsys.readouterr().out
-        usage, _, rest = out.partition("\n\n")
+        rest = out.partition("\n\n")[2]
         description = rest.split("\n\n")[0]
         assert not description.startswith(("positional arguments", "options")), f"{argv}: no description\n{out}"
     assert run_cli("download", "--help") == 0
@@ -1194,7 +1194,7 @@ def test_ctrl_c_mid_download_exits_130_keeps_the_part_and_the_next_run_resumes(s
     while not (part.exists() and part.stat().st_size >= 4 * 64 * 1024) and time.monotonic() < deadline:
         time.sleep(0.05)  # four 64 kB chunks written, the server now stalls
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
+    err = child.communicate(timeout=60)[1]
     assert child.returncode == 130
     assert err.splitlines()[-1] == "python -m gafnet.data: interrupted" and "Traceback" not in err
     kept = part.stat().st_size

@@ -48,7 +48,12 @@ def _count(maximum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gafnet.data.download import CACHE_ENV, GAITGRAPH_RELEASE_ENV, GDRIVE_URL_ENV, TARGETS
+    from gafnet.data.download import (
+        CACHE_ENV,
+        GAITGRAPH_RELEASE_ENV,
+        GDRIVE_URL_ENV,
+        TARGETS,
+    )
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Download, check and unpack the released data (docs/data.md).",

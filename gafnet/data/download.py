@@ -46,7 +46,7 @@ import requests
 from tqdm import tqdm
 
 from gafnet.atomic import atomic_path, write_json
-from gafnet.cache import CACHE_ENV, cache_root, check_regular_file
+from gafnet.cache import CACHE_ENV, cache_root, check_regular_file  # noqa: F401 (CACHE_ENV: re-exported)
 from gafnet.data.unzip import (
     UnzipLimits,
     apply_install,

@@ -291,6 +291,7 @@ def check_casia_b(directory: str | Path = "data/casia-b") -> LayoutReport:
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, first pickle of a legacy file
 _LEGACY_PROTOCOL = 1001  # torch.serialization.PROTOCOL_VERSION, second pickle
+_MAX_PICKLE_BYTES = 256 * 1024**2  # a state dict's data.pkl is kilobytes to a few megabytes
 #: Bytes per element of the storage classes a torch.save pickle names ("torch.FloatStorage"...).
 _STORAGE_ELEMENT_BYTES = {
     "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
@@ -359,7 +360,7 @@ def _read_skeleton(unpickler: _SkeletonUnpickler):
         return unpickler.load()
     except RecursionError:
         raise ValueError("the pickle nests too deeply") from None
-    except Exception as exc:  # any failure of a hostile or cut pickle means "not a complete pickle"
+    except Exception as exc:  # noqa: BLE001 - any failure of a hostile or cut pickle means "not complete"
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -373,6 +374,8 @@ def _torch_zip_problem(path: Path) -> str | None:
             if not pickles:
                 return "a zip archive without data.pkl: not a torch.save file"
             prefix = pickles[0][: -len("data.pkl")]
+            if infos[pickles[0]].file_size > _MAX_PICKLE_BYTES:  # torch's pickles hold no tensor data: small
+                return f"{pickles[0]} declares {infos[pickles[0]].file_size} bytes: not a checkpoint's pickle"
             unpickler = _SkeletonUnpickler(io.BytesIO(archive.read(pickles[0])))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         return f"truncated or corrupt zip container ({exc})"
@@ -419,7 +422,10 @@ def _legacy_torch_problem(path: Path) -> str | None:
             count = fh.read(8)
             if len(count) < 8:
                 return f"truncated: the data of tensor storage {key} is missing ({size} bytes in all)"
-            position += 8 + int.from_bytes(count, "little", signed=True) * element
+            elements = int.from_bytes(count, "little", signed=True)
+            if elements < 0:
+                return f"corrupt: tensor storage {key} has a negative length"
+            position += 8 + elements * element
             if position > size:
                 return f"truncated: tensor storage {key} needs bytes up to {position}, the file has {size}"
             fh.seek(position)
