@@ -80,8 +80,9 @@ class Models:
 
             ckpt = load_checkpoint(gait_weights)
             self.gait_model = build_model_from_checkpoint(ckpt)
-            self.sequence_length = int((ckpt.get("run_args") or {}).get("sequence_length") or 60)
-            self.gait_name = f"GaitGraph {ckpt['model_args']['network_name']} ({Path(gait_weights).name})"
+            field = (lambda k: ckpt.get(k)) if isinstance(ckpt, dict) else (lambda k: getattr(ckpt, k, None))
+            self.sequence_length = int((field("run_args") or {}).get("sequence_length") or 60)
+            self.gait_name = f"GaitGraph {field('model_args')['network_name']} ({Path(gait_weights).name})"
             self.gait_sha = _sha256(gait_weights)
         else:
             self.gait_note = NO_GAIT
