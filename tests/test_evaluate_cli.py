@@ -272,6 +272,7 @@ def test_sweep_table_always_shows_the_reported_lambda_and_the_best(tree, cache, 
 # ------------------------------------------------------------------------------ other backbones, fusion, MARS
 def test_a_custom_backbone_folder_needs_a_value_and_reads_its_dimension(tree, tmp_path, cache):
     root = broken_tree(tree, tmp_path)
+    (root / "SYNTHETIC.txt").unlink()  # read it as a real tree, to see the paper columns
     shutil.copytree(root / "ilids" / "osnet", root / "ilids" / "mine")
     one_error_line(run("--data_path", str(root), "--backbone", "mine", *cache), "no paper λ: pass --lambda_val")
     out = tmp_path / "m.json"
@@ -300,7 +301,9 @@ def test_score_fusion_with_cv_weight(tree, tmp_path, cache):
 
 def test_pca_option_runs_and_is_recorded(tree, tmp_path, cache):
     out = tmp_path / "p.json"
-    r = run("--data_path", str(tree), "--backbone", "pit", "--pca_dim", "8", "--splits", "0,1", "--output", str(out),
+    root = broken_tree(tree, tmp_path)
+    (root / "SYNTHETIC.txt").unlink()  # read it as a real tree, to see the paper columns
+    r = run("--data_path", str(root), "--backbone", "pit", "--pca_dim", "8", "--splits", "0,1", "--output", str(out),
             *cache)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
@@ -404,3 +407,12 @@ def test_no_valid_query_names_the_split_files(tree, tmp_path, cache):
         write_embedding_csv(path, t.features, t.pids, np.ones_like(t.camids), index_column=folder == "osnet")
     r = run("--data_path", str(root), "--backbone", "osnet", "--splits", "2", *cache)
     one_error_line(r, r"query_split2.csv vs .*gallery_split2.csv: no query has a valid match")
+
+
+def test_a_generated_tree_is_labelled_synthetic_everywhere(tree, tmp_path, cache):
+    out = tmp_path / "r.json"
+    r = run("--data_path", str(tree), "--backbone", "pit", "--splits", "0,1", "--output", str(out), *cache)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["synthetic"] is True
+    summary = r.stdout.split("FINAL SUMMARY")[1]
+    assert "SYNTHETIC" in summary and "✗" not in summary and "✓" not in summary
