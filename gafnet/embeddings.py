@@ -45,14 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .cache import FileCache, SourceFile, cache_root
+from .cache import FileCache, SourceFile
 from .errors import InputError
 
 INDEX_COLUMN_NAMES = ("", "index", "unnamed: 0")
 CACHE_VERSION = 3
 EXACT_FLOAT_INT = 2**53  # integers up to this magnitude are exact in a double
 MANIFEST_FORMAT = "gafnet-embedding-pair"
-default_cache_dir = cache_root  # the project cache root (kept for callers of the old name)
 
 
 @dataclass
