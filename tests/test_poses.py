@@ -16,10 +16,12 @@ from gafnet.gait.poses import DATASETS, PoseDataset, get_format, load_poses, par
 HEADER = P.CSV_HEADER
 
 
-@pytest.fixture(autouse=True, params=["c", "arrow"])
-def engine(request, monkeypatch):
-    """Every test here runs with both pose parsers: gafnet's C parser and Arrow's CSV reader."""
-    monkeypatch.setenv("GAFNET_POSE_PARSER", request.param)
+@pytest.fixture(autouse=True, params=["auto", "slow"])
+def path(request, monkeypatch):
+    """Every test here runs twice: as the reader runs (Arrow for clean pieces), and with every piece read by
+    the plain Python pass (the slow path), which must give the same result."""
+    if request.param == "slow":
+        monkeypatch.setattr(P, "_read_clean_piece", lambda *args: None)
     return request.param
 
 
@@ -183,11 +185,21 @@ def test_non_numeric_cells_in_many_columns(tmp_path):
 
 
 def test_bad_line_list_is_capped_but_counts_are_complete(tmp_path):
-    lines = [HEADER] + [row(f"bad{i}.png", pose_values(i)) for i in range(30)]
+    lines = [HEADER] + [row(f"cam1_person001_{i:05d}.png", ["x"] + pose_values(i)[1:]) for i in range(30)]
     result = parse_pose_file(write(tmp_path, lines), "ilids", max_listed=5)
     assert result.report.bad_rows == 30 and len(result.report.bad_lines) == 5
     assert len(result) == 0 and result.poses.shape == (0, 17, 3)
     assert "and 25 more" in result.report.summary()
+
+
+def test_unparsable_names_are_one_line_of_the_summary(tmp_path):
+    lines = [HEADER] + [row(f"bad{i}.png", pose_values(i)) for i in range(30)]
+    result = parse_pose_file(write(tmp_path, lines), "ilids", max_listed=5)
+    assert result.report.bad_rows == 30 and len(result.report.bad_lines) == 5  # the data keep every reason
+    summary = result.report.summary().splitlines()
+    assert len(summary) == 2 and "first bad rows" not in summary[1]
+    assert summary[1] == ("  image names: no image name matches the iLIDS-VID format (expected names like "
+                          "'cam1_person001_00319.png'; line 2 has 'bad0.png')")
 
 
 def test_empty_file_is_an_input_error(tmp_path):
@@ -383,7 +395,7 @@ def test_cache_round_trip_and_invalidation(tmp_path):
     path = bad_file(tmp_path)
     cache = tmp_path / "cache"
     first = load_poses(path, "ilids", sequence_length=None, cache_dir=cache)
-    assert not first.report.from_cache and len(list(cache.glob("*.npz"))) == 1
+    assert not first.report.from_cache and len(list(cache.glob("poses/*.npz"))) == 1
     second = load_poses(path, "ilids", sequence_length=None, cache_dir=cache)
     assert second.report.from_cache
     np.testing.assert_array_equal(second.poses, first.poses)
@@ -402,7 +414,7 @@ def test_unreadable_cache_is_ignored(tmp_path):
     path = short_file(tmp_path)
     cache = tmp_path / "cache"
     load_poses(path, "ilids", cache_dir=cache)
-    for f in cache.glob("*.npz"):
+    for f in cache.glob("poses/*.npz"):
         f.write_bytes(b"not an npz")
     result = load_poses(path, "ilids", cache_dir=cache)
     assert not result.report.from_cache and len(result) == 2
@@ -465,23 +477,142 @@ def test_dataset_works_with_a_torch_dataloader(tmp_path):
     assert person.tolist() == [1, 1, 2, 2] and camera.tolist() == [1, 2, 1, 2]
 
 
-def test_line_table_by_text_and_by_comma_count_agree(tmp_path):
-    lines = [HEADER, row("cam1_person001_00001.png", pose_values(1)), "", "a,b", row("00-1x", [1] * 3),
-             "cam1_person001_00002.png," + ",".join(["1"] * 60), row("cam1_person001_00003.png", pose_values(3)), "a,b"]
-    raw = np.frombuffer(write(tmp_path, lines, newline="\r\n").read_bytes(), np.uint8)
-    header_end = P._header_end(raw)
-    ragged = ["a,b", "00-1x,1,1,1", "cam1_person001_00002.png," + ",".join(["1"] * 60), "a,b"]
-    by_text = P._line_table(raw, header_end, ragged)
-    by_count = P._line_table(raw, header_end, ragged, max_texts=0, chunk=7)  # tiny pieces: boundaries inside lines
-    assert by_text.columns.tolist() == by_count.columns.tolist() == [52, 0, 2, 4, 61, 52, 2]  # an empty line has no column
-    assert by_text.empty.tolist() == by_count.empty.tolist() == [False, True, False, False, False, False, False]
-    assert by_text.junk.tolist() == by_count.junk.tolist() == [False, False, False, True, False, False, False]
-    assert by_text.number.tolist() == [2, 3, 4, 5, 6, 7, 8]
-
-
 def test_many_ragged_rows(tmp_path):
     lines = [HEADER] + [row(f"cam1_person001_{i:05d}.png", pose_values(i)[: i % 40]) for i in range(400)]
     result = parse_pose_file(write(tmp_path, lines), "ilids", max_listed=1000)
     assert result.report.bad_rows == 400
     # a row with no value still has the comma after its name: 2 columns
     assert result.report.bad_lines == [(i + 2, f"{max(i % 40 + 1, 2)} columns, expected 52") for i in range(400)]
+
+
+# --------------------------------------------------------------------------------------------------
+# the cache is keyed by the file that was read (issue 10, item 1)
+
+def big_file(tmp_path, rows=7000):
+    """A pose file over 2 MiB (so that its middle is outside its first and last MiB)."""
+    lines = [HEADER] + [row(f"cam1_person{1 + i // 100:03d}_{i:05d}.png", pose_values(i % 100)) for i in range(rows)]
+    path = write(tmp_path, lines, name="big.csv")
+    assert path.stat().st_size > (2 << 20) + 100_000
+    return path
+
+
+def rewrite_middle_keeping_size_and_mtime(path):
+    """Change a value in the middle of the file in place: same size, same modification time."""
+    before = os.stat(path)
+    data = path.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    old = data[middle:data.index(b"\n", middle)]
+    name, values = old.split(b",", 1)
+    new = name + b"," + values.replace(b"1", b"7", 1)
+    assert len(new) == len(old) and new != old
+    with open(path, "r+b") as fh:
+        fh.seek(middle)
+        fh.write(new)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+
+
+def test_a_file_rewritten_while_it_is_parsed_is_not_cached(tmp_path, monkeypatch):
+    """The parse reads the old bytes; the file is then rewritten (same size, same mtime, same first and last
+    MiB). The parse must not be cached under a key that the new file also has: a later load sees the new
+    values. (The previous cache key, path + size + mtime + first/last MiB, failed this.)"""
+    path = big_file(tmp_path)
+    cache = tmp_path / "cache"
+    parse = P.parse_pose_bytes
+
+    def parse_then_rewrite(*args, **kwargs):
+        result = parse(*args, **kwargs)
+        rewrite_middle_keeping_size_and_mtime(path)
+        return result
+
+    monkeypatch.setattr(P, "parse_pose_bytes", parse_then_rewrite)
+    first = load_poses(path, "ilids", sequence_length=None, cache_dir=cache)
+    monkeypatch.setattr(P, "parse_pose_bytes", parse)
+    assert not list(cache.glob("poses/*.npz"))  # nothing stored: the file changed while it was read
+    later = load_poses(path, "ilids", sequence_length=None, cache_dir=cache)
+    now = parse_pose_file(path, "ilids")
+    assert not later.report.from_cache
+    np.testing.assert_array_equal(later.poses, now.poses)
+    assert not np.array_equal(first.poses, now.poses)
+    assert load_poses(path, "ilids", sequence_length=None, cache_dir=cache).report.from_cache  # stored this time
+
+
+def test_an_in_place_edit_that_keeps_size_and_mtime_is_seen(tmp_path):
+    path = big_file(tmp_path)
+    cache = tmp_path / "cache"
+    before = load_poses(path, "ilids", sequence_length=None, cache_dir=cache)
+    rewrite_middle_keeping_size_and_mtime(path)
+    after = load_poses(path, "ilids", sequence_length=None, cache_dir=cache)
+    assert not after.report.from_cache and not np.array_equal(before.poses, after.poses)
+    assert len(list(cache.glob("poses/*.npz"))) == 1  # the entry of the old version was pruned
+
+
+def test_cache_entries_live_in_the_poses_folder_of_the_cache_directory(tmp_path):
+    path = short_file(tmp_path)
+    load_poses(path, "ilids", cache_dir=tmp_path / "root")
+    assert [p.parent.name for p in (tmp_path / "root").rglob("*.npz")] == ["poses"]
+    assert not list(tmp_path.glob("root/*.npz"))
+
+
+def test_no_cache_directory_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAFNET_CACHE_DIR", str(tmp_path / "env-cache"))
+    load_poses(short_file(tmp_path), "ilids")
+    assert not (tmp_path / "env-cache").exists()
+
+
+def test_a_cache_directory_that_cannot_be_written_is_skipped(tmp_path):
+    (tmp_path / "afile").write_text("not a directory")
+    result = load_poses(short_file(tmp_path), "ilids", cache_dir=tmp_path / "afile")
+    assert len(result) == 2 and not result.report.from_cache
+
+
+def test_a_cache_entry_per_dataset_and_list_length(tmp_path):
+    path = bad_file(tmp_path)
+    cache = tmp_path / "cache"
+    short_list = load_poses(path, "ilids", sequence_length=None, cache_dir=cache, max_listed=2)
+    long_list = load_poses(path, "ilids", sequence_length=None, cache_dir=cache, max_listed=20)
+    assert len(short_list.report.bad_lines) == 2 and len(long_list.report.bad_lines) == 7
+    assert not long_list.report.from_cache
+
+
+def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "poses.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_poses(fifo, "ilids")
+
+
+# --------------------------------------------------------------------------------------------------
+# names of another format (issue 9, item 16)
+
+def test_a_file_of_another_format_is_named_in_one_line(tmp_path):
+    lines = [HEADER] + [row(f"cam{c}_person{p:03d}_{f:05d}.png", pose_values(f)) for p in (1, 2) for c in (1, 2)
+                        for f in range(10)]
+    path = write(tmp_path, lines)
+    report = load_poses(path, "casia-b").report
+    assert report.bad_rows == 40 and report.rows_used == 0
+    assert report.bad_name_note == ("no image name matches the CASIA-B format (expected names like "
+                                    "'frames/001-nm-01-090/000042.jpg'; line 2 has 'cam1_person001_00000.png'); "
+                                    "they look like iLIDS-VID names (use dataset iLIDS)")
+    assert sum("unparsable" in line or "image names" in line for line in report.summary().splitlines()) == 1
+    assert len(load_poses(path, "casia-b")) == 0  # the scripts then stop: "no usable pose sequence"
+
+
+def test_a_few_bad_names_are_counted_without_a_format_hint(tmp_path):
+    lines = [HEADER] + [row(f"cam1_person001_{f:05d}.png", pose_values(f)) for f in range(20)]
+    lines[5] = row("frames/001-nm-01-090/000004.jpg", pose_values(4))  # a CASIA-B name among iLIDS names
+    lines[9] = row("cam1_person001_00008.jpg", pose_values(8))
+    report = parse_pose_file(write(tmp_path, lines), "ilids").report
+    assert report.bad_name_note.startswith("2 of 20 image names do not match the iLIDS-VID format")
+    assert "line 6 has 'frames/001-nm-01-090/000004.jpg'" in report.bad_name_note
+    assert "look like" not in report.bad_name_note  # one of two is not the majority
+
+
+def test_almost_all_names_bad_says_so(tmp_path):
+    lines = [HEADER] + [row(f"{p:04d}C1T0001F{f:03d}.jpg", pose_values(f)) for p in (1, 2) for f in range(1, 20)]
+    lines.append(row("cam1_person001_00001.png", pose_values(1)))
+    report = parse_pose_file(write(tmp_path, lines), "ilids").report
+    assert report.bad_name_note.startswith("38 of 39 image names (almost all) do not match the iLIDS-VID format")
+    assert report.bad_name_note.endswith("they look like MARS names (use dataset mars)")

@@ -21,26 +21,49 @@ What the original GaitGraph ``PoseDataset`` does (the original GaitGraph code: D
   (:func:`reflect_indices`: reflect padding split evenly before and after, the way GaitGraph2 pads) and
   count them; ``drop_short=True`` restores the original behaviour. Either way the report lists them.
 
-Speed: the file is parsed by gafnet's small C parser (:mod:`gafnet.gait.fastcsv`, compiled on first use;
-pieces of the file in parallel threads), or, where no C compiler is available, by Arrow's multi-threaded C++
-CSV reader; rows are grouped with numpy (no Python loop over rows). A CASIA-B-size file (1.4 M rows) parses
-in under a second with the C parser, about two with Arrow. ``cache_dir`` keeps a binary copy of the parse
-(an uncompressed ``.npz``, written atomically) that reloads in well under a second.
+How a file is read (docs/poses.md has the details and the measured figures):
+
+1. Its bytes are read into memory from one open descriptor (:class:`gafnet.cache.SourceFile`: no memory
+   map, so a file truncated meanwhile cannot kill the process). Line 1 is the header, whatever it holds; a
+   UTF-8 byte-order mark in front of any line is dropped. Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``.
+2. The data lines are cut into pieces of about 4 MB at line ends. Fast path: Arrow's CSV reader reads a
+   piece with a fixed schema (the name as UTF-8 text, 51 float64 values, no quoting, no nulls, empty lines
+   kept). A piece is *clean* if Arrow reads it without complaint, gives one row per line, and every value
+   is finite as float32; its values are Arrow's float64 cast to float32.
+3. Slow path, only for a piece that is not clean: a plain Python pass over its lines (``bytes.splitlines``,
+   ``float()`` per cell) that applies the rules of :func:`cell_value` and records every problem with its
+   line number. On a clean piece both paths give the same rows and bit-identical values (tested token by
+   token): Arrow's float64 parse and ``float()`` are both correctly rounded, and the cast to float32 is the
+   one the original's ``np.array(strings, dtype=float32)`` makes.
+4. Names are checked and grouped with Arrow's regex kernels: the frame part is cut off every name, the
+   distinct rest is encoded once (dictionary encoding) and the capturing regex runs once per distinct
+   sequence, not once per row; numpy groups the rows (no Python loop over rows on the fast path).
+
+``cache_dir`` keeps a binary copy of the parse in the project cache (:mod:`gafnet.cache`, kind ``poses``),
+keyed by the identity of the file that was actually read and stored only if the file did not change
+while it was read.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import json
+import math
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+import zipfile
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as arrow_csv
 
 from gafnet.atomic import atomic_path
+from gafnet.cache import FileCache, SourceFile
 from gafnet.errors import InputError
 from gafnet.gait.graph import JOINT_NAMES
 
@@ -64,7 +87,9 @@ BAD_ROW_REASONS = {
 }
 
 JUNK_PREFIX = "00-1"  # the original skips every row whose name starts with this (MARS person -1)
-_CACHE_FORMAT = 1
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
+CACHE_VERSION = 2  # layout of the cached parse; bump when it changes
+PIECE_BYTES = 4 << 20  # the fast path reads pieces of about this size; a piece that is not clean is re-read slowly
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,21 +101,20 @@ class PoseFormat:
     """How one dataset names its frames: one regex, in two parts, and the target it groups by.
 
     The regex is ``key_pattern + frame_pattern``: the key part holds the named groups of the target
-    (``fields``, in order), the frame part (the end of the name) the frame number. ``categories`` maps a
-    group's text to an integer (CASIA-B conditions). Splitting the regex lets the reader run the capturing
-    part once per distinct sequence instead of once per row. ``simple_frame``: the frame part is always one
-    separator character, the frame number and an extension without digits (``_00319.png``); the C parser
-    then cuts it off without a regex (a test checks that this equals the regex's cut for every format).
+    (``fields``, in order), the frame part (the end of the name: a separator, the frame number, the
+    extension) the frame number. ``categories`` maps a group's text to an integer (CASIA-B conditions).
+    Splitting the regex lets the reader run the capturing part once per distinct sequence instead of once
+    per row. Digits are ASCII digits (the regexes are compiled with ``re.ASCII``, as Arrow's RE2 reads them).
     """
 
     name: str
+    title: str  # the dataset's usual spelling, for messages
     key_pattern: str
     frame_pattern: str
     fields: tuple[str, ...]
     example: str
     categories: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
-    simple_frame: bool = True
 
     @property
     def pattern(self) -> str:
@@ -99,7 +123,7 @@ class PoseFormat:
 
     def parse_name(self, image_name: str) -> tuple[tuple[int, ...], int] | None:
         """(target, frame) for one image name, or None when it does not match (slow path, for tools/tests)."""
-        match = re.match(self.pattern, image_name)
+        match = _compiled(self.key_pattern + self.frame_pattern).fullmatch(image_name)
         if match is None:
             return None
         return tuple(self.field_value(f, match.group(f)) for f in self.fields), int(match.group("frame"))
@@ -110,6 +134,11 @@ class PoseFormat:
         return -1 if text == JUNK_PREFIX else int(text)
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern, re.ASCII)
+
+
 _DIR = r"(?:.*[/\\])?"  # optional leading directories
 _INT = r"\d{1,9}"  # bounded so every value fits int64
 
@@ -117,6 +146,7 @@ _INT = r"\d{1,9}"  # bounded so every value fits int64
 DATASETS: dict[str, PoseFormat] = {
     "iLIDS": PoseFormat(
         name="iLIDS",
+        title="iLIDS-VID",
         key_pattern=rf"{_DIR}cam(?P<camera>[12])_person(?P<person>{_INT})",
         frame_pattern=rf"_(?P<frame>{_INT})\.png",
         fields=("person", "camera"),
@@ -125,6 +155,7 @@ DATASETS: dict[str, PoseFormat] = {
     ),
     "mars": PoseFormat(
         name="mars",
+        title="MARS",
         key_pattern=rf"{_DIR}(?P<person>00-1|{_INT})C(?P<camera>{_INT})T(?P<tracklet>{_INT})",
         frame_pattern=rf"F(?P<frame>{_INT})\.jpg",
         fields=("person", "camera", "tracklet"),
@@ -132,6 +163,7 @@ DATASETS: dict[str, PoseFormat] = {
     ),
     "casia-b": PoseFormat(
         name="casia-b",
+        title="CASIA-B",
         key_pattern=rf"{_DIR}(?P<subject>{_INT})-(?P<condition>nm|bg|cl)-(?P<sequence>{_INT})-(?P<view>{_INT})",
         frame_pattern=rf"[/\\](?P<frame>{_INT})\.(?:jpg|png)",
         fields=("subject", "condition", "sequence", "view"),
@@ -165,7 +197,9 @@ class PoseReport:
     junk_rows       rows skipped because the name starts with ``00-1`` (MARS person −1), as the original
     bad_rows        rows rejected, total; ``bad_by_reason`` splits it by reason (text keys)
     bad_lines       the first ``max_listed`` rejected rows as (file line number, reason); line 1 is the header
-    empty_lines     blank lines, skipped (counted only when a file has bad rows: only then is it scanned)
+    empty_lines     blank lines, skipped
+    bad_name_note   one line about the names that do not match the dataset's format (with an example of the
+                    expected name and, when another registered format fits them, which one); "" if none
     sequences       sequences in the result (after padding or dropping)
     short_sequences sequences with fewer than ``min_frames`` frames; ``short_action`` says what was done
     short_targets   the first ``max_listed`` of those as (target, frames)
@@ -190,6 +224,7 @@ class PoseReport:
     normalized: str = "none"
     from_cache: bool = False
     notes: list = field(default_factory=list)
+    bad_name_note: str = ""
 
     def summary(self) -> str:
         """A few human-readable lines for the scripts to print."""
@@ -198,12 +233,19 @@ class PoseReport:
             f"{self.junk_rows} junk (00-1) skipped; {self.sequences} sequences ({self.frames} frames)"
             + (" [from cache]" if self.from_cache else "")
         ]
+        name_reason = BAD_ROW_REASONS[BAD_NAME]
+        described = {name_reason} if self.bad_name_note else set()  # unparsable names: one line below
         for reason, count in self.bad_by_reason.items():
-            lines.append(f"  bad rows, {reason}: {count}")
-        if self.bad_lines:
-            shown = ", ".join(f"line {ln} ({reason})" for ln, reason in self.bad_lines)
-            more = "" if len(self.bad_lines) >= self.bad_rows else f" … and {self.bad_rows - len(self.bad_lines)} more"
+            if reason not in described:
+                lines.append(f"  bad rows, {reason}: {count}")
+        listed = [(ln, reason) for ln, reason in self.bad_lines if reason not in described]
+        others = self.bad_rows - sum(self.bad_by_reason.get(r, 0) for r in described)
+        if listed:
+            shown = ", ".join(f"line {ln} ({reason})" for ln, reason in listed)
+            more = f" … and {others - len(listed)} more" if others > len(listed) else ""
             lines.append(f"  first bad rows: {shown}{more}")
+        if self.bad_name_note:
+            lines.append(f"  image names: {self.bad_name_note}")
         if self.short_sequences:
             lines.append(f"  {self.short_sequences} sequences shorter than {self.min_frames} frames: {self.short_action}"
                          + (f" (+{self.padded_frames} padded frames)" if self.padded_frames else ""))
@@ -275,23 +317,25 @@ def load_poses(path: str | os.PathLike, dataset: str, *, sequence_length: int | 
                      or dropped with ``drop_short=True`` (the original). ``None``: keep every length as read.
     normalize        False (default, as the original: raw pixels) or True / "sequence": see
                      :func:`normalize_poses`.
-    cache_dir        directory for the binary parse cache (None: no cache).
-    Raises :class:`InputError` for a missing or empty file; bad rows never raise, they go to the report.
+    cache_dir        the project cache directory (``--cache_dir``); parses are kept in its ``poses/``
+                     folder (:class:`gafnet.cache.FileCache`). None: no cache.
+    Raises :class:`InputError` for a missing, unreadable or empty file; bad rows never raise, they go to the
+    report.
     """
     fmt = get_format(dataset)
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"pose file not found: {path}")
-    parsed = None
-    cache_file = cache_path(path, fmt.name, cache_dir) if cache_dir is not None else None
-    if cache_file is not None and cache_file.is_file():
-        parsed = _read_cache(cache_file)
-    if parsed is None:
-        parsed = parse_pose_file(path, fmt, max_listed=max_listed)
-        if cache_file is not None:
-            _write_cache(cache_file, parsed)
-    else:
-        parsed.report.from_cache = True
+    cache = FileCache("poses", directory=cache_dir, enabled=cache_dir is not None, version=CACHE_VERSION,
+                      suffix=".npz")
+    tag = f"{fmt.name}-{int(max_listed)}"  # the report lists up to max_listed bad rows
+    with SourceFile(path, "pose file") as source:
+        parsed = cache.load(source, _read_cache, tag)
+        if parsed is None:
+            parsed = parse_pose_bytes(source.read_bytes(), fmt, path=str(path), max_listed=max_listed)
+            try:
+                cache.store(source, lambda tmp: _write_cache(tmp, parsed), tag)
+            except InputError:
+                pass  # a cache directory that cannot be written: the next run parses again
+        else:
+            parsed.report.from_cache = True
     parsed.report.path = str(path)
     return finish_pose_set(parsed, sequence_length=sequence_length, drop_short=drop_short,
                            normalize=normalize, max_listed=max_listed)
@@ -326,326 +370,193 @@ def finish_pose_set(parsed: PoseSet, *, sequence_length: int | None = 60, drop_s
     return result
 
 
-def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_listed: int = 20,
-                    engine: str | None = None) -> PoseSet:
-    """Parse a pose CSV into sequences (no padding, no normalisation). See the module docstring.
+def parse_pose_file(path: str | os.PathLike, dataset: str | PoseFormat, *, max_listed: int = 20) -> PoseSet:
+    """Parse a pose CSV into sequences (no padding, no normalisation, no cache). See the module docstring."""
+    with SourceFile(path, "pose file") as source:
+        data = source.read_bytes()
+    return parse_pose_bytes(data, dataset, path=str(path), max_listed=max_listed)
 
-    ``engine``: ``"c"`` (gafnet's C parser, :mod:`gafnet.gait.fastcsv`), ``"arrow"`` (Arrow's CSV reader) or
-    ``"auto"``/None (``$GAFNET_POSE_PARSER``, else C when it can be built). Both give the same result.
 
-    Steps: the rows after the header are parsed (values as float32, the names as an Arrow string array);
-    the whole-name regex validates every name; the capturing key regex runs once per distinct name prefix
-    (Arrow dictionary encoding); numpy groups the rows. The C parser works on pieces of the file in
-    threads and knows every line's number; with Arrow, file line numbers of bad rows come from a numpy
-    scan of the bytes, done only if needed.
-    """
-    import pyarrow as pa
-
-    from gafnet.gait import fastcsv
-
+def parse_pose_bytes(data: bytes, dataset: str | PoseFormat, *, path: str = "", max_listed: int = 20) -> PoseSet:
+    """Parse the bytes of a pose CSV (see the module docstring): fast path per clean piece, slow path otherwise."""
     fmt = dataset if isinstance(dataset, PoseFormat) else get_format(dataset)
-    path = Path(path)
-    try:
-        engine = fastcsv.choose_engine(engine)
-    except (ValueError, RuntimeError) as exc:
-        raise InputError(str(exc)) from None
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty; expected a header row, then rows of "
+    start = len(BOM) if data.startswith(BOM) else 0
+    if len(data) == start:
+        raise InputError(f"{path or 'pose file'}: the file is empty; expected a header row, then rows of "
                          f"image_name + {NUM_VALUES} values (e.g. {fmt.example})")
-    source = pa.memory_map(str(path), "r")
-    try:
-        buffer = source.read_buffer()
-        raw = np.frombuffer(buffer, dtype=np.uint8)
-        header_end = _header_end(raw)
-        report = PoseReport(path=str(path), dataset=fmt.name)
-        if engine == "arrow" and fastcsv.build_error():
-            report.notes.append(f"read with Arrow's CSV reader (slower): the C parser could not be built: "
-                                f"{fastcsv.build_error()}")
-        header = raw[:header_end].tobytes().decode("utf-8", "replace").split(",", 1)[0].strip()
-        if re.match(fmt.pattern, header):
-            report.notes.append(f"line 1 ({header!r}) looks like a data row; line 1 is always read as the header, "
-                                "as the original does")
-        if not _has_content(raw[header_end:]):
-            rows = None
-        elif engine == "c":
-            rows = _rows_c(raw, header_end, fmt)
-        else:
-            rows = _rows_arrow(raw, header_end, buffer, fmt, str(path))
-        return _build(rows, fmt, report, max_listed)
-    finally:
-        source.close()
+    body = _header_end(data, start)
+    report = PoseReport(path=path, dataset=fmt.name)
+    header_name = data[start:body].split(b",", 1)[0].strip().decode("utf-8", "replace")
+    if fmt.parse_name(header_name) is not None:
+        report.notes.append(f"line 1 ({header_name!r}) looks like a data row; line 1 is always read as the header, "
+                            "as the original does")
+    pieces, first_line = [], 2
+    buffer = pa.py_buffer(data)  # zero-copy: Arrow reads the pieces from the bytes in memory
+    for a, b in _piece_bounds(data, body):
+        piece = _read_clean_piece(buffer, a, b, first_line)
+        if piece is None:
+            piece = _read_piece_slowly(data[a:b], first_line)
+        pieces.append(piece)
+        first_line += piece.line_count
+    return _build(pieces, fmt, report, max_listed)
 
 
-def _header_end(raw: np.ndarray) -> int:
+def _header_end(data: bytes, start: int = 0) -> int:
     """Offset of the first byte after the header line (line ends: \\n, \\r\\n or a lone \\r)."""
-    for window in (raw[: 1 << 20], raw):
-        ends = np.flatnonzero((window == 10) | (window == 13))
-        if len(ends):
-            end = int(ends[0])
-            return end + 2 if raw[end] == 13 and end + 1 < len(raw) and raw[end + 1] == 10 else end + 1
-    return len(raw)
+    ends = [i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i >= 0]
+    if not ends:
+        return len(data)
+    end = min(ends)
+    return end + 2 if data[end:end + 2] == b"\r\n" else end + 1
 
 
-def _has_content(raw: np.ndarray) -> bool:
-    """True if anything but line ends follows (looked at in growing pieces: usually only the first)."""
-    start, step = 0, 1 << 12
-    while start < len(raw):
-        piece = raw[start:start + step]
-        if np.any((piece != 10) & (piece != 13)):
-            return True
-        start, step = start + step, step * 4
-    return False
-
-
-_VALUE_NAMES = [f"v{j}" for j in range(NUM_VALUES)]
-_COLUMN_NAMES = ["image_name"] + _VALUE_NAMES
-
-
-def _read_table(body, where: str):
-    """Arrow parse of the data lines → (table with float32 value columns, ragged row texts, non-numeric mask).
-
-    A cell that is not a number makes Arrow's typed read fail and name the column; that column is then read
-    as bytes and converted here, cell by cell (a few retries, then every column as bytes). Only empty cells
-    are nulls for Arrow's typed read; other null-like tokens go through the same rules as in the C parser.
-    """
-    import pyarrow as pa
-    from pyarrow import csv
-
-    ragged: list[str] = []
-
-    def skip_invalid(row) -> str:  # rows with the wrong number of columns: remember their text
-        ragged.append(row.text)
-        return "skip"
-
-    parse = csv.ParseOptions(quote_char=False, invalid_row_handler=skip_invalid)
-    text_columns: set[str] = set()
-    block_size = 1 << 20
-    for attempt in range(8):
-        ragged.clear()
-        # names as bytes: a name that is not UTF-8 becomes a bad row (see _utf8_names), not a failed read
-        types = {n: pa.binary() if (n == "image_name" or n in text_columns) else pa.float32() for n in _COLUMN_NAMES}
-        convert = csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False)
-        read = csv.ReadOptions(column_names=_COLUMN_NAMES, block_size=block_size)
-        try:
-            table = csv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
-            break
-        except pa.ArrowInvalid as exc:
-            message = str(exc)
-            column = re.search(r"column #(\d+)", message)
-            if "straddling" in message and block_size < body.size:  # a line longer than a block
-                block_size = min(body.size + 1, block_size * 64)
-            elif "conversion error" not in message.lower() or column is None:
-                raise InputError(f"{where}: cannot be read as CSV ({message})") from None
-            elif attempt < 3:
-                text_columns.add(_COLUMN_NAMES[int(column.group(1))])
-            else:
-                text_columns.update(_VALUE_NAMES)
-    else:  # pragma: no cover - every value column as bytes cannot fail to convert
-        raise InputError(f"{where}: cannot be read as CSV")
-    non_numeric = None
-    for name in sorted(text_columns):
-        floats, bad = _text_to_float(table.column(name))
-        table = table.set_column(_COLUMN_NAMES.index(name), name, floats)
-        non_numeric = bad if non_numeric is None else non_numeric | bad
-    return table, list(ragged), non_numeric
-
-
-# In a text column, a cell is a number, a null-like token (read as NaN, as Arrow's typed reader does),
-# or non-numeric. Infinity parses as a number and is then rejected together with the NaNs. The C parser
-# (_posecsv.c) implements the same rules.
-_FLOAT_RE = r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:inf|infinity))$"
-_NULL_RE = r"^(?i:|[+-]?nan|na|n/a|null|none|#n/a|-1\.#ind|1\.#qnan)$"
-# what Python's float() strips around a number (str.isspace), as the original's conversion does
-_SPACES = "\t\x0b\x0c\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
-    "\u2028\u2029\u202f\u205f\u3000"
-
-
-def _text_to_float(column):
-    """A bytes column → (float32 column, per-row non-numeric mask); cells that are not UTF-8 are non-numeric."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = _utf8_names(column.combine_chunks(), invalid="\x00")
-    column = pc.utf8_trim(column, _SPACES)
-    numeric = pc.match_substring_regex(column, _FLOAT_RE)
-    null_like = pc.match_substring_regex(column, _NULL_RE)
-    bad = pc.invert(pc.or_(numeric, null_like)).to_numpy(zero_copy_only=False)
-    floats = pc.cast(pc.if_else(numeric, column, pa.scalar(None, pa.string())), pa.float32())
-    return floats, bad
-
-
-def _values(table) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 51) float32 values, row-major, and a per-row 'all finite' mask.
-
-    Built batch by batch (Arrow's column chunks → rows of a preallocated array), one copy of the values.
-    """
-    n = table.num_rows
-    values = np.empty((n, NUM_VALUES), dtype=np.float32)
-    finite = np.empty(n, dtype=bool)
-    row = 0
-    for batch in table.select(_VALUE_NAMES).to_batches():
-        rows = batch.num_rows
-        block = values[row:row + rows]
-        for j in range(NUM_VALUES):  # nulls (empty cells, "nan") come out as NaN
-            block[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
-        # a sum in float64 is finite iff every float32 term is
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: not finite either way
-            finite[row:row + rows] = np.isfinite(block.sum(axis=1, dtype=np.float64))
-        row += rows
-    return values, finite
-
-
-@dataclass
-class _Located:
-    """File line numbers of the rows (only computed when a file has bad rows)."""
-
-    row_lines: np.ndarray | None  # (n,) line of each parsed row; None if unknown (row index + 2 is used)
-    ragged_lines: np.ndarray  # lines with the wrong number of columns (junk ones excluded)
-    ragged_columns: np.ndarray
-    empty_lines: int
-    notes: list
-
-
-@dataclass
-class _Rows:
-    """The rows with the right number of columns, in file order, and what is known about the others."""
-
-    values: np.ndarray  # (n, 51) float32, NaN where a cell was missing or null-like
-    reason: np.ndarray  # (n,) int8: 0, NON_NUMERIC or NOT_FINITE
-    junk: np.ndarray  # (n,) bool, the name starts with 00-1 (or MARS person -1)
-    matched: np.ndarray  # (n,) bool, the whole name matches the dataset's regex
-    group: np.ndarray  # (n,) int64 target group of each row
-    target_of_group: np.ndarray  # (G, k) int64
-    ragged: int  # rows with the wrong number of columns, junk ones included
-    ragged_junk: int  # of those, rows whose name starts with the junk prefix
-    locate: Callable[[], _Located]
-    empty_lines: int | None = None  # known without locating (C parser)
-    value_rows: np.ndarray | None = None  # (n,) row i's values are values[value_rows[i]]; None: values[i]
-
-
-def _rows_arrow(raw, header_end, buffer, fmt: PoseFormat, where: str) -> _Rows:
-    table, ragged, non_numeric = _read_table(buffer.slice(header_end), where)
-    with ThreadPoolExecutor(1) as pool:  # names (Arrow kernels, no GIL) alongside the value copy
-        names = pool.submit(lambda: _name_codes(_utf8_names(table.column(0).combine_chunks()), fmt))
-        values, finite = _values(table)
-        codes = names.result()
-    group, target_of_group = _merge_groups([codes])
-    reason = np.where(finite, 0, NOT_FINITE).astype(np.int8)
-    if non_numeric is not None:
-        reason[non_numeric] = NON_NUMERIC
-
-    def locate() -> _Located:
-        lines = _line_table(raw, header_end, ragged)
-        parsed_lines = lines.number[~lines.empty & (lines.columns == NUM_COLUMNS)]
-        mask = ~lines.empty & (lines.columns != NUM_COLUMNS) & ~lines.junk
-        notes = []
-        row_lines = parsed_lines if len(parsed_lines) == len(values) else None
-        if row_lines is None:  # the line scan and Arrow disagree (e.g. lone CR line ends)
-            notes.append("line numbers are approximate (unusual line endings): data row index + 2")
-        ragged_junk = sum(text.startswith(JUNK_PREFIX) for text in ragged)
-        if int(np.count_nonzero(mask)) + ragged_junk != len(ragged):
-            notes.append(f"{len(ragged)} rows had the wrong number of columns; "
-                         f"{int(np.count_nonzero(mask)) + ragged_junk} of them were located in the file")
-        return _Located(row_lines, lines.number[mask], lines.columns[mask], int(np.count_nonzero(lines.empty)), notes)
-
-    return _Rows(values, reason, codes.junk, codes.matched, group, target_of_group, len(ragged),
-                 sum(text.startswith(JUNK_PREFIX) for text in ragged), locate)
-
-
-def _utf8_names(names, invalid: str = ""):
-    """A binary array → a string array; entries that are not UTF-8 become ``invalid`` (for names: empty,
-    which is then an unparsable name)."""
-    import pyarrow as pa
-
-    try:
-        return names.cast(pa.string())
-    except pa.ArrowInvalid:
-        def text(value: bytes) -> bytes:
-            try:
-                value.decode("utf-8")
-                return value
-            except UnicodeDecodeError:
-                return invalid.encode()
-
-        return pa.array([text(v) for v in names.to_pylist()], pa.binary()).cast(pa.string())
-
-
-_MIN_PIECE = 4 << 20  # bytes: smaller files are parsed in one piece
-
-
-def _pieces(raw: np.ndarray, start: int, stop: int, count: int, min_size: int = 4 << 20) -> list[tuple[int, int]]:
-    """Split ``raw[start:stop]`` into up to ``count`` pieces that end just after a newline."""
-    count = max(1, min(count, (stop - start) // min_size))
+def _piece_bounds(data: bytes, start: int, size: int | None = None) -> list[tuple[int, int]]:
+    """[start, len(data)) cut into pieces of about ``size`` (default PIECE_BYTES) bytes, each ending just after
+    a ``\\n`` (a file without any ``\\n``, e.g. one with lone ``\\r`` line ends, is one piece)."""
+    size = PIECE_BYTES if size is None else size
     bounds = [start]
-    for k in range(1, count):
-        at = start + (stop - start) * k // count
-        if at <= bounds[-1]:
-            continue
-        newline = np.flatnonzero(raw[at:min(stop, at + (1 << 20))] == 10)
-        if len(newline) == 0:
-            continue  # a line over 1 MiB long: leave this piece joined to the next
-        bounds.append(at + int(newline[0]) + 1)
-    bounds.append(stop)
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    while bounds[-1] < len(data):
+        cut = data.find(b"\n", bounds[-1] + size)
+        bounds.append(len(data) if cut < 0 else cut + 1)
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _workers() -> int:
+@dataclass
+class _Piece:
+    """The lines of one piece of the file.
+
+    Rows with the right number of columns ("candidates") keep their name, line number, values and value
+    reason (0, NON_NUMERIC or NOT_FINITE); their name is checked later, for every piece at once. Rows with
+    the wrong number of columns are only listed (or counted as junk, if their name says so).
+    """
+
+    names: object  # pyarrow string array, one name per candidate row
+    values: np.ndarray  # (n, 51) float32
+    reasons: np.ndarray  # (n,) int8
+    lines: np.ndarray  # (n,) int64 file line numbers
+    line_count: int  # lines in the piece, empty ones included
+    ragged_lines: Sequence[int] = ()
+    ragged_columns: Sequence[int] = ()
+    ragged_junk: int = 0
+    empty_lines: int = 0
+
+
+_COLUMN_NAMES = ["image_name"] + [f"v{j}" for j in range(NUM_VALUES)]
+
+
+def _read_clean_piece(buffer, start: int, stop: int, first_line: int) -> _Piece | None:
+    """The fast path: Arrow's CSV reader on data[start:stop]; None unless the piece is clean.
+
+    Clean: Arrow reads it with the fixed schema, which rejects a wrong number of columns, an empty line (as
+    the options keep empty lines, an empty line is a row of one column), a cell that is not a number, a name
+    that is not UTF-8 and a line longer than Arrow's block; every value is finite as float32 (which rejects
+    nan, inf and numbers beyond float32's range); and no name starts with a byte-order mark. Without quoting,
+    every line is then one row: row i is line ``first_line + i`` (tests pin these Arrow behaviours).
+    """
+    types = {name: pa.float64() for name in _COLUMN_NAMES[1:]}
+    types["image_name"] = pa.string()
     try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+        table = arrow_csv.read_csv(
+            pa.BufferReader(buffer.slice(start, stop - start)),
+            read_options=arrow_csv.ReadOptions(column_names=_COLUMN_NAMES),
+            parse_options=arrow_csv.ParseOptions(quote_char=False, double_quote=False, escape_char=False,
+                                           newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=arrow_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                               quoted_strings_can_be_null=False))
+    except (pa.ArrowException, ValueError):
+        return None
+    n = table.num_rows
+    names = table.column(0).combine_chunks()
+    if n and pc.any(pc.starts_with(names, "\ufeff")).as_py():
+        return None
+    values = np.empty((n, NUM_VALUES), np.float32)
+    row = 0
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range: inf, rejected below
+        for batch in table.to_batches():
+            block = values[row:row + batch.num_rows]
+            for j in range(NUM_VALUES):
+                block[:, j] = batch.column(j + 1).to_numpy()
+            row += batch.num_rows
+    if not np.isfinite(values).all():
+        return None
+    return _Piece(names=names, values=values, reasons=np.zeros(n, np.int8),
+                  lines=np.arange(first_line, first_line + n, dtype=np.int64), line_count=n)
 
 
-def _rows_c(raw: np.ndarray, header_end: int, fmt: PoseFormat) -> _Rows:
-    """Parse with the C parser: pieces of the file in threads, each with its names; then merge."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)", re.ASCII | re.IGNORECASE)
+_NULL_LIKE = frozenset(["", "nan", "+nan", "-nan", "na", "n/a", "null", "none", "#n/a", "-1.#ind", "1.#qnan"])
 
-    from gafnet.gait import fastcsv
 
-    pieces = _pieces(raw, header_end, len(raw), _workers(), _MIN_PIECE)
-    with ThreadPoolExecutor(len(pieces)) as pool:
-        counts = list(pool.map(lambda ab: fastcsv.count_lines(raw, *ab), pieces))
-        first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        total = int(first[-1])
-        values = np.empty((total, NUM_VALUES), np.float32)
-        status = np.empty(total, np.int8)
-        columns = np.empty(total, np.int32)
+def cell_value(cell: bytes) -> float | None:
+    """The value of one value cell, by the rules every pose file is read with (both paths give these).
 
-        def parse(k: int):
-            lo, hi = first[k], first[k + 1]
-            cut = fastcsv.parse_lines(raw, *pieces[k], values[lo:hi], status[lo:hi], columns[lo:hi])
-            names, prefixes = (pa.LargeStringArray.from_buffers(int(hi - lo), pa.py_buffer(offsets), pa.py_buffer(data))
-                               for offsets, data in cut)
-            is_row = (status[lo:hi] != fastcsv.ROW_EMPTY) & (status[lo:hi] != fastcsv.ROW_WRONG_COUNT)
-            ragged = status[lo:hi] == fastcsv.ROW_WRONG_COUNT
-            ragged_junk = pc.starts_with(names.filter(pa.array(ragged)), JUNK_PREFIX).to_numpy(zero_copy_only=False)
-            if not is_row.all():
-                names, prefixes = names.filter(pa.array(is_row)), prefixes.filter(pa.array(is_row))
-            return is_row, ragged_junk, _name_codes(names, fmt, prefixes if fmt.simple_frame else None)
+    White space around the cell is ignored (what ``str.isspace`` calls white space, as ``float()`` and the
+    original's conversion ignore it). A decimal number in ASCII digits (``12``, ``-1.5``, ``.5``, ``5.``,
+    ``2.5e-3``) or ``inf`` / ``infinity`` → ``float()`` of it, the correctly rounded double (the reader then
+    casts it to float32; a row with a value that is not finite as float32 is rejected). An empty cell or a
+    null-like token (``nan``, ``NA``, ``n/a``, ``null``, ``None``, ``#N/A``, ``-1.#IND``, ``1.#QNAN``, any
+    case) → NaN, which rejects the row as missing. Anything else → None: non-numeric (also ``1_000``,
+    digits other than ASCII ones, and bytes that are not UTF-8).
+    """
+    try:
+        text = cell.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    if text.isascii() and text.lower() in _NULL_LIKE:
+        return math.nan
+    return None
 
-        parts = list(pool.map(parse, range(len(pieces))))
-    is_row = np.concatenate([p[0] for p in parts])
-    ragged_junk = np.concatenate([p[1] for p in parts])
-    codes = [p[2] for p in parts]
-    group, target_of_group = _merge_groups(codes)
-    value_rows = None if is_row.all() else np.flatnonzero(is_row)  # values stay per line: one copy, later
-    row_status = status if value_rows is None else status[value_rows]
-    reason = np.zeros(len(row_status), np.int8)
-    reason[row_status == fastcsv.ROW_NON_NUMERIC] = NON_NUMERIC
-    reason[row_status == fastcsv.ROW_NOT_FINITE] = NOT_FINITE
-    empty = status == fastcsv.ROW_EMPTY
 
-    def locate() -> _Located:
-        ragged = np.flatnonzero(status == fastcsv.ROW_WRONG_COUNT)
-        keep = ~ragged_junk
-        return _Located(np.flatnonzero(is_row) + 2, ragged[keep] + 2, columns[ragged[keep]].astype(np.int64),
-                        int(np.count_nonzero(empty)), [])
-
-    return _Rows(values, reason, np.concatenate([c.junk for c in codes]), np.concatenate([c.matched for c in codes]),
-                 group, target_of_group, len(ragged_junk), int(np.count_nonzero(ragged_junk)), locate,
-                 empty_lines=int(np.count_nonzero(empty)), value_rows=value_rows)
+def _read_piece_slowly(piece: bytes, first_line: int) -> _Piece:
+    """The slow path: the piece's lines one by one, in plain Python (see :func:`cell_value`)."""
+    names, lines, reasons = [], [], []
+    values = array("d")  # NUM_VALUES doubles per candidate row
+    ragged_lines, ragged_columns = [], []
+    ragged_junk = empty = 0
+    line_count = 0
+    missing = [math.nan] * NUM_VALUES
+    for line_count, line in enumerate(piece.splitlines(), start=1):
+        if line.startswith(BOM):
+            line = line[len(BOM):]
+        if not line:
+            empty += 1
+            continue
+        number = first_line + line_count - 1
+        name_bytes, *cells = line.split(b",")
+        try:
+            name = name_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""  # not UTF-8 text: an unparsable name
+        if len(cells) != NUM_VALUES:
+            if name.startswith(JUNK_PREFIX):
+                ragged_junk += 1
+            else:
+                ragged_lines.append(number)
+                ragged_columns.append(len(cells) + 1)
+            continue
+        row, reason = None, 0
+        if line.find(b"_", len(name_bytes)) < 0:  # float() would also accept 1_000
+            try:
+                row = list(map(float, cells))  # on ASCII without "_": exactly what cell_value accepts
+            except ValueError:
+                pass
+        if row is None:
+            row = [cell_value(cell) for cell in cells]
+            if any(v is None for v in row):
+                row, reason = missing, NON_NUMERIC
+        names.append(name)
+        lines.append(number)
+        reasons.append(reason)
+        values.extend(row)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range: inf, rejected as not finite
+        block = np.array(values, np.float64).reshape(-1, NUM_VALUES).astype(np.float32)
+    reasons = np.array(reasons, np.int8)
+    reasons[(reasons == 0) & ~np.isfinite(block).all(axis=1)] = NOT_FINITE
+    return _Piece(names=pa.array(names, pa.string()), values=block, reasons=reasons,
+                  lines=np.array(lines, np.int64), line_count=line_count, ragged_lines=ragged_lines,
+                  ragged_columns=ragged_columns, ragged_junk=ragged_junk, empty_lines=empty)
 
 
 @dataclass
@@ -656,22 +567,23 @@ class _NameCodes:
     key_table: np.ndarray  # (K, k) int64 target of each distinct name prefix
 
 
-def _name_codes(names, fmt: PoseFormat, prefixes=None) -> _NameCodes:
+def _name_codes(names, fmt: PoseFormat) -> _NameCodes:
     """Per row: junk flag, whole-name match flag, code of its name prefix; and the target of each prefix.
 
-    ``prefixes``: the names without their frame part, if already known (the C parser cuts them for
-    ``fmt.simple_frame`` formats); else the frame regex cuts them. Only rows whose whole name matches use
-    their prefix, so how an unmatched name is cut does not matter.
+    The frame part (``fmt.frame_pattern`` at the end) is cut off every name; a name matches if it had one
+    and the rest, one of the distinct prefixes, matches ``fmt.key_pattern``, which runs once per distinct
+    prefix. (A name ends with at most one frame part: it starts with a character that its digits and
+    extension cannot hold, so this is the whole-name match; a test checks it against ``re.fullmatch``.)
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    junk = pc.starts_with(names, JUNK_PREFIX).to_numpy(zero_copy_only=False)
-    matched = pc.match_substring_regex(names, fmt.pattern).to_numpy(zero_copy_only=False)
-    if prefixes is None:
-        prefixes = pc.replace_substring_regex(names, f"{fmt.frame_pattern}$", "")
+    if len(names) == 0:
+        return _NameCodes(np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros((0, len(fmt.fields)), np.int64))
+    junk = _numpy(pc.starts_with(names, JUNK_PREFIX))
+    prefixes = pc.replace_substring_regex(names, f"{fmt.frame_pattern}$", "")
+    cut = _numpy(pc.less(pc.binary_length(prefixes), pc.binary_length(names)))
     encoded = pc.dictionary_encode(prefixes)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()  # one dictionary for all pieces
+    codes = _numpy(encoded.indices).astype(np.int64)
     distinct = encoded.dictionary
     extracted = pc.extract_regex(distinct, f"^{fmt.key_pattern}$")
     valid = extracted.is_valid()
@@ -679,67 +591,51 @@ def _name_codes(names, fmt: PoseFormat, prefixes=None) -> _NameCodes:
     for k, group in enumerate(fmt.fields):
         texts = pc.if_else(valid, extracted.field(group), pa.scalar(None, pa.string())).to_pylist()
         key_table[:, k] = [0 if t is None else fmt.field_value(group, t) for t in texts]
-    matched &= valid.to_numpy(zero_copy_only=False)[codes]
+    matched = cut & _numpy(valid)[codes]
     if "person" in fmt.fields:  # MARS person "00-1" is junk, whatever the name's directories
         junk |= matched & (key_table[codes, fmt.fields.index("person")] == -1)
     return _NameCodes(junk, matched, codes, key_table)
 
 
-def _merge_groups(parts: Sequence[_NameCodes]) -> tuple[np.ndarray, np.ndarray]:
-    """One group id per row over all parts: different prefixes (e.g. other directories, or the same prefix
-    in two pieces of the file) that name the same target are one group. → (group (n,), target_of_group)."""
-    k = parts[0].key_table.shape[1] if parts else 0
-    tables = [p.key_table for p in parts]
-    key_table = np.concatenate(tables) if tables else np.zeros((0, k), np.int64)
-    shift = np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int64)
-    codes = np.concatenate([p.codes + shift[i] for i, p in enumerate(parts)]) if parts else np.zeros(0, np.int64)
-    if len(key_table) == 0:
-        return codes, np.zeros((0, k), np.int64)
-    target_of_group, canonical = np.unique(key_table, axis=0, return_inverse=True)
-    return canonical.reshape(-1)[codes], target_of_group
+def _numpy(result) -> np.ndarray:
+    """A pyarrow Array or ChunkedArray (of numbers or booleans) as one numpy array."""
+    if isinstance(result, pa.ChunkedArray):
+        result = result.combine_chunks()
+    return result.to_numpy(zero_copy_only=False)
 
 
-def _build(rows: _Rows | None, fmt: PoseFormat, report: PoseReport, max_listed: int) -> PoseSet:
+def _build(pieces: Sequence[_Piece], fmt: PoseFormat, report: PoseReport, max_listed: int) -> PoseSet:
+    """Checks the names of every piece's candidate rows, makes the report and groups the good rows."""
     k = len(fmt.fields)
-    if rows is None or len(rows.values) == 0 and rows.ragged == 0:
-        values = np.zeros((0, NUM_VALUES), np.float32)
-        junk = matched = np.zeros(0, bool)
-        value_reason = np.zeros(0, np.int8)
-        group = np.zeros(0, np.int64)
-        target_of_group = np.zeros((0, k), np.int64)
-        ragged = ragged_junk = 0
-        value_rows = None
-        if rows is not None and rows.empty_lines is not None:
-            report.empty_lines = rows.empty_lines
-    else:
-        values, value_reason, junk, matched = rows.values, rows.reason, rows.junk, rows.matched
-        group, target_of_group, ragged, ragged_junk = rows.group, rows.target_of_group, rows.ragged, rows.ragged_junk
-        value_rows = rows.value_rows
-        if rows.empty_lines is not None:
-            report.empty_lines = rows.empty_lines
-    n = len(values) if value_rows is None else len(value_rows)
+    pieces = list(pieces) or [_read_piece_slowly(b"", 2)]  # a file without data lines: no rows
+
+    def joined(arrays):
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    names = pa.chunked_array([p.names.cast(pa.large_string()) for p in pieces], pa.large_string())
+    values = joined([p.values for p in pieces])
+    value_reason = joined([p.reasons for p in pieces])
+    lines = joined([p.lines for p in pieces])
+    ragged_lines = np.array([n for p in pieces for n in p.ragged_lines], np.int64)
+    ragged_columns = np.array([c for p in pieces for c in p.ragged_columns], np.int64)
+    ragged_junk = sum(p.ragged_junk for p in pieces)
+    report.empty_lines = sum(p.empty_lines for p in pieces)
+
+    codes = _name_codes(names, fmt)
     # the original's order of checks: junk prefix, column count, values, then (here) the name
-    reason = np.where(value_reason != 0, value_reason, np.where(matched, 0, BAD_NAME)).astype(np.int8)
-    reason[junk] = 0
-    good = (reason == 0) & ~junk
+    reason = np.where(value_reason != 0, value_reason, np.where(codes.matched, 0, BAD_NAME)).astype(np.int8)
+    reason[codes.junk] = 0
+    good = (reason == 0) & ~codes.junk
 
-    bad_lines = np.zeros(0, np.int64)
-    bad_codes = np.zeros(0, np.int8)
-    bad_columns = np.zeros(0, np.int64)
-    if ragged or np.any(reason):
-        located = rows.locate()
-        report.empty_lines = located.empty_lines
-        report.notes.extend(located.notes)
-        row_bad = np.flatnonzero(reason)
-        row_lines = located.row_lines[row_bad] if located.row_lines is not None else row_bad + 2
-        bad_lines = np.concatenate([located.ragged_lines, row_lines])
-        bad_codes = np.concatenate([np.full(len(located.ragged_lines), WRONG_COUNT, np.int8), reason[row_bad]])
-        bad_columns = np.concatenate([located.ragged_columns, np.full(len(row_lines), NUM_COLUMNS)])
-        order = np.argsort(bad_lines, kind="stable")
-        bad_lines, bad_codes, bad_columns = bad_lines[order], bad_codes[order], bad_columns[order]
+    row_bad = np.flatnonzero(reason)
+    bad_lines = np.concatenate([ragged_lines, lines[row_bad]])
+    bad_codes = np.concatenate([np.full(len(ragged_lines), WRONG_COUNT, np.int8), reason[row_bad]])
+    bad_columns = np.concatenate([ragged_columns, np.full(len(row_bad), NUM_COLUMNS, np.int64)])
+    order = np.argsort(bad_lines, kind="stable")
+    bad_lines, bad_codes, bad_columns = bad_lines[order], bad_codes[order], bad_columns[order]
 
-    report.rows_read = int(n + ragged)
-    report.junk_rows = int(np.count_nonzero(junk) + ragged_junk)
+    report.rows_read = int(len(names) + len(ragged_lines) + ragged_junk)
+    report.junk_rows = int(np.count_nonzero(codes.junk) + ragged_junk)
     report.bad_rows = int(len(bad_lines))
     report.bad_by_reason = {BAD_ROW_REASONS[c]: int(np.count_nonzero(bad_codes == c))
                             for c in sorted(BAD_ROW_REASONS) if np.any(bad_codes == c)}
@@ -748,20 +644,51 @@ def _build(rows: _Rows | None, fmt: PoseFormat, report: PoseReport, max_listed: 
         for ln, c, cols in zip(bad_lines[:max_listed], bad_codes[:max_listed], bad_columns[:max_listed])
     ]
     report.rows_used = int(np.count_nonzero(good))
+    bad_names = np.flatnonzero(reason == BAD_NAME)
+    if len(bad_names):
+        checked = int(np.count_nonzero((value_reason == 0) & ~codes.junk))  # rows whose name decided
+        report.bad_name_note = _bad_name_note(fmt, names, bad_names, lines, checked)
 
+    if len(codes.key_table):  # prefixes (other directories, say) that name the same target are one group
+        target_of_group, canonical = np.unique(codes.key_table, axis=0, return_inverse=True)
+        group = canonical.reshape(-1)[codes.codes]
+    else:
+        target_of_group, group = np.zeros((0, k), np.int64), codes.codes
     good_rows = np.flatnonzero(good)
     good_groups = group[good_rows]
     order, offsets, first = group_rows(good_groups)
-    take = good_rows if value_rows is None else value_rows[good_rows]
     if order is not None:  # some target's rows are not contiguous in the file
-        values = values[take[order]]
-    elif len(take) < len(values):  # bad rows or lines to leave out
-        values = values[take]
+        values = values[good_rows[order]]
+    elif len(good_rows) < len(values):  # bad or junk rows to leave out
+        values = values[good_rows]
     poses = values.reshape(len(values), NUM_JOINTS, NUM_CHANNELS)
     targets = target_of_group[good_groups[first]] if len(first) else np.zeros((0, k), np.int64)
     report.sequences, report.frames = len(offsets) - 1, int(offsets[-1])
     return PoseSet(dataset=fmt.name, target_fields=fmt.fields, poses=poses, offsets=offsets, targets=targets,
                    source_lengths=np.diff(offsets), report=report)
+
+
+def _bad_name_note(fmt: PoseFormat, names, bad_rows: np.ndarray, lines: np.ndarray, checked: int,
+                   sample: int = 1000) -> str:
+    """One line about the names that do not match ``fmt``: how many, an example of the expected name, the
+    first one found and, when most of them match another registered format, which dataset to use."""
+    first = names[int(bad_rows[0])].as_py()
+    shown = repr(first if len(first) <= 80 else first[:80] + "…") if first else "no name (or one that is not UTF-8 text)"
+    count = len(bad_rows)
+    if count == checked:
+        text = f"no image name matches the {fmt.title} format"
+    elif count >= 0.9 * checked:
+        text = f"{count} of {checked} image names (almost all) do not match the {fmt.title} format"
+    else:
+        text = f"{count} of {checked} image names do not match the {fmt.title} format"
+    text += f" (expected names like {fmt.example!r}; line {int(lines[bad_rows[0]])} has {shown})"
+    probe = names.take(pa.array(bad_rows[:sample]))
+    fits = {other.name: int(np.count_nonzero(_name_codes(probe, other).matched))
+            for other in DATASETS.values() if other.name != fmt.name}
+    best = max(fits, key=fits.get) if fits else None
+    if best is not None and fits[best] > len(probe) / 2:
+        text += f"; they look like {DATASETS[best].title} names (use dataset {best})"
+    return text
 
 
 def group_rows(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -785,84 +712,6 @@ def group_rows(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     counts = np.bincount(ranked, minlength=len(first))
     return order, _offsets(counts), np.sort(first)
 
-
-@dataclass
-class _Lines:
-    number: np.ndarray  # 1-based file line numbers of the data lines (the header is line 1)
-    empty: np.ndarray
-    columns: np.ndarray
-    junk: np.ndarray
-
-
-def _line_table(raw: np.ndarray, header_end: int, ragged_texts: Sequence[str] = (),
-                chunk: int = 64 << 20, max_texts: int = 256) -> _Lines:
-    """Per data line: its file line number, whether it is empty, its column count and junk prefix.
-
-    Only built when a file has bad rows, to turn Arrow's row order into file line numbers. Newlines are
-    found with numpy, piece by piece. The lines Arrow skipped for their column count are found by their
-    text (Arrow's invalid-row handler gives it): same length first, then the same bytes. Every other
-    non-empty line is reported as having the expected 52 columns. With more than ``max_texts`` distinct
-    ragged texts, every line's commas are counted instead.
-    """
-    body = raw[header_end:]
-    size = len(body)
-    newlines = []
-    for a in range(0, size, chunk):  # line ends: \n, and a \r not followed by \n
-        piece = body[a:a + chunk]
-        cr = np.flatnonzero(piece == 13) + a
-        after = np.minimum(cr + 1, size - 1)
-        lone_cr = cr[(cr + 1 >= size) | (body[after] != 10)]
-        newlines.append(np.sort(np.concatenate([np.flatnonzero(piece == 10) + a, lone_cr])))
-    newlines = np.concatenate(newlines) if newlines else np.zeros(0, np.int64)
-    starts = np.concatenate([[0], newlines + 1]).astype(np.int64)
-    ends = np.concatenate([newlines, [size]]).astype(np.int64)
-    if len(starts) and starts[-1] >= size:  # the file ends with a newline: no last line
-        starts, ends = starts[:-1], ends[:-1]
-    ends = ends - ((ends > starts) & (body[np.maximum(ends - 1, 0)] == 13))  # strip the CR of CRLF
-    lengths = ends - starts
-    distinct = set(ragged_texts)
-    if len(distinct) > max_texts:  # many ragged rows: count every line's commas instead
-        columns = np.where(lengths == 0, 0, _comma_counts(body, starts, ends, chunk) + 1)
-        return _Lines(number=np.arange(len(starts), dtype=np.int64) + 2, empty=lengths == 0,
-                      columns=columns, junk=_starts_with_junk(body, starts, ends))
-    columns = np.where(lengths == 0, 0, NUM_COLUMNS)
-    junk = np.zeros(len(starts), dtype=bool)
-    for text in distinct:
-        data = text.rstrip("\r").encode("utf-8")
-        candidates = np.flatnonzero(lengths == len(data))
-        if len(data) == 0 or len(candidates) == 0:
-            continue
-        probe = np.frombuffer(data, np.uint8)
-        for offset in (0, len(data) // 2, len(data) - 1):  # cheap filters before the full comparison
-            candidates = candidates[body[starts[candidates] + offset] == probe[offset]]
-        for line in candidates.tolist():
-            if body[starts[line]:ends[line]].tobytes() == data:
-                columns[line] = data.count(b",") + 1
-                junk[line] = data.startswith(JUNK_PREFIX.encode())
-    return _Lines(number=np.arange(len(starts), dtype=np.int64) + 2, empty=lengths == 0, columns=columns, junk=junk)
-
-
-def _comma_counts(body: np.ndarray, starts: np.ndarray, ends: np.ndarray, chunk: int) -> np.ndarray:
-    """Commas in every line [start, end): commas before end − commas before start, piece by piece."""
-    points = np.empty(2 * len(starts), np.int64)
-    points[0::2], points[1::2] = starts, ends
-    before = np.empty(len(points), np.int64)
-    seen = done = 0
-    for a in range(0, len(body), chunk):
-        commas = np.flatnonzero(body[a:a + chunk] == 44) + a
-        upto = int(np.searchsorted(points, a + chunk, side="left"))
-        before[done:upto] = seen + np.searchsorted(commas, points[done:upto], side="left")
-        seen, done = seen + len(commas), upto
-    before[done:] = seen
-    return before[1::2] - before[0::2]
-
-
-def _starts_with_junk(body: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    junk = np.ones(len(starts), dtype=bool)
-    for i, byte in enumerate(JUNK_PREFIX.encode()):
-        at = np.minimum(starts + i, max(len(body) - 1, 0))
-        junk &= (starts + i < ends) & (body[at] == byte)
-    return junk
 
 
 # --------------------------------------------------------------------------------------------------
@@ -958,59 +807,33 @@ def _concat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Cache
+# Cache entries (where they live and how they are keyed: gafnet.cache)
 # --------------------------------------------------------------------------------------------------
 
-def default_cache_dir() -> Path:
-    """``poses/`` in the project cache (``$GAFNET_CACHE_DIR``, else ``~/.cache/gafnet``), as the embedding cache."""
-    from gafnet.embeddings import default_cache_dir as project_cache
-
-    return project_cache() / "poses"
-
-
-def cache_path(path: str | os.PathLike, dataset: str, cache_dir: str | os.PathLike) -> Path:
-    """The cache file for ``path``: keyed by its absolute path, size, mtime and a hash of its first/last MiB.
-
-    A changed file gets a new key, so a stale cache is never read (old entries are simply not used).
-    """
-    path = Path(path)
-    stat = path.stat()
-    digest = hashlib.sha256()
-    digest.update(f"{_CACHE_FORMAT}|{dataset}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|".encode())
-    with open(path, "rb") as fh:
-        digest.update(fh.read(1 << 20))
-        if stat.st_size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            digest.update(fh.read(1 << 20))
-    return Path(cache_dir) / f"{path.stem}.{dataset}.{digest.hexdigest()[:20]}.npz"
-
-
-def _write_cache(cache_file: Path, parsed: PoseSet) -> None:
-    import json
-
+def _write_cache(target: Path, parsed: PoseSet) -> None:
+    """The parse as an uncompressed .npz: poses, offsets, targets and the report (JSON)."""
     report = {k: v for k, v in parsed.report.__dict__.items() if k != "from_cache"}
-    with atomic_path(cache_file) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, poses=parsed.poses, offsets=parsed.offsets, targets=parsed.targets,
-                     meta=np.array(json.dumps({"format": _CACHE_FORMAT, "dataset": parsed.dataset,
-                                               "fields": list(parsed.target_fields), "report": report})))
+    meta = {"version": CACHE_VERSION, "dataset": parsed.dataset, "fields": list(parsed.target_fields), "report": report}
+    with open(target, "wb") as fh:
+        np.savez(fh, poses=parsed.poses, offsets=parsed.offsets, targets=parsed.targets, meta=np.array(json.dumps(meta)))
 
 
-def _read_cache(cache_file: Path) -> PoseSet | None:
-    import json
-
+def _read_cache(entry: Path) -> PoseSet | None:
+    """A cached parse, or None if the entry cannot be read (then the file is parsed again)."""
     try:
-        with np.load(cache_file, allow_pickle=False) as data:
+        with np.load(entry, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            if meta.get("format") != _CACHE_FORMAT:
+            if meta.get("version") != CACHE_VERSION:
                 return None
             report = PoseReport(**meta["report"])
             report.bad_lines = [tuple(x) for x in report.bad_lines]
-            offsets = data["offsets"]
-            return PoseSet(meta["dataset"], tuple(meta["fields"]), data["poses"], offsets, data["targets"],
-                           np.diff(offsets), report)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # unreadable cache: parse the CSV again
+            report.short_targets = [(tuple(t), n) for t, n in report.short_targets]
+            offsets, poses, targets = data["offsets"], data["poses"], data["targets"]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+        return None
+    if poses.shape[1:] != (NUM_JOINTS, NUM_CHANNELS) or len(offsets) != len(targets) + 1 or offsets[-1] != len(poses):
+        return None
+    return PoseSet(meta["dataset"], tuple(meta["fields"]), poses, offsets, targets, np.diff(offsets), report)
 
 
 # --------------------------------------------------------------------------------------------------
