@@ -1,13 +1,18 @@
-"""Synthetic pose files: formats readable by the loader, iLIDS-VID-like statistics, seeding, separability."""
+"""Synthetic pose files: formats readable by the loader, iLIDS-VID-like statistics, seeding, separability, CLI."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gafnet.gait import synthetic_poses as S
-from gafnet.gait.poses import load_poses
+from gafnet.gait.poses import CSV_HEADER, load_poses
 
 
 def test_full_ilids_tree_is_fast_seeded_and_readable(tmp_path):
@@ -100,3 +105,111 @@ def test_casia_b_file_reads_as_casia_b(tmp_path):
     assert set(poses.column("condition").tolist()) == {0, 1, 2}
     assert sorted(set(poses.column("view").tolist())) == list(S.CASIA_VIEWS)
     assert poses.lengths.tolist() == [r["frames"] for r in records]
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line: python -m gafnet.gait.synthetic_poses OUT_DIR --format ...
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def command(*args, cwd=ROOT):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "gafnet.gait.synthetic_poses", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_help_states_formats_units_and_defaults():
+    done = command("--help")
+    assert done.returncode == 0 and done.stderr == ""
+    for words in ("--format {casia-b,ilids,mars}", "default: the real dataset's ilids 300, mars 1261, casia-b 124",
+                  "default: 10", "default: 0", "splits_pit", "query_list.csv", "pixels", "--overwrite"):
+        assert words in " ".join(done.stdout.split()), words
+
+
+def test_command_writes_a_mars_tree_that_reads_as_mars(tmp_path):
+    done = command(tmp_path / "out", "--format", "mars", "--ids", 6, "--seed", 3)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 3 synthetic mars pose files" in done.stdout and "train.py mars" in done.stdout
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["query_list.csv", "test.csv", "train.csv"]  # no temporaries
+    train = load_poses(out / "train.csv", "mars", sequence_length=None)
+    test = load_poses(out / "test.csv", "mars", sequence_length=None)
+    assert set(train.column("person").tolist()) == {1, 2, 3} and set(test.column("person").tolist()) == {0, 4, 5, 6}
+    assert train.report.bad_rows == test.report.bad_rows == 0 and test.report.junk_rows > 0
+    from gafnet.gait.protocols import load_mars_query_list
+
+    queries = load_mars_query_list(out / "query_list.csv")
+    assert queries[:, 0].tolist() == [4, 5, 6]
+    targets = set(map(tuple, test.targets.tolist()))
+    for person, camera, tracklet in queries.tolist():  # the query exists and another camera holds a match
+        assert (person, camera, tracklet) in targets
+        assert any(p == person and c != camera for p, c, _ in targets)
+    # the same seed gives the same bytes
+    assert S.main([str(tmp_path / "again"), "--format", "mars", "--ids", "6", "--seed", "3", "--quiet"]) == 0
+    for name in ("train.csv", "test.csv", "query_list.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+
+
+def test_command_writes_ilids_splits_in_the_released_layout(tmp_path, capsys):
+    from gafnet import layout
+
+    assert S.main([str(tmp_path), "--format", "ilids", "--ids", "8", "--splits", "2", "--seed", "1"]) == 0
+    assert "wrote 8 synthetic ilids pose files" in capsys.readouterr().out
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted(f"poses/{f}/{k}_split{s}.csv" for f in layout.POSE_FOLDERS for k in ("train", "test")
+                           for s in (0, 1))
+    for name in ("train_split0.csv", "test_split1.csv"):
+        assert (tmp_path / "poses/splits_pit" / name).read_bytes() == (tmp_path / "poses/splits_mgh" / name).read_bytes()
+    train = load_poses(tmp_path / "poses/splits_pit/train_split0.csv", "iLIDS", sequence_length=None)
+    test = load_poses(tmp_path / "poses/splits_pit/test_split0.csv", "iLIDS", sequence_length=None)
+    assert len(set(train.column("person").tolist())) == len(set(test.column("person").tolist())) == 4
+    assert not set(train.column("person").tolist()) & set(test.column("person").tolist())
+
+
+def test_command_writes_casia_b_train_and_test_subjects(tmp_path):
+    assert S.main([str(tmp_path), "--format", "casia-b", "--ids", "3", "--quiet"]) == 0
+    train = load_poses(tmp_path / "train.csv", "casia-b", sequence_length=None)
+    test = load_poses(tmp_path / "test.csv", "casia-b", sequence_length=None)
+    assert set(train.column("subject").tolist()) == {1, 2} and set(test.column("subject").tolist()) == {3}
+    assert len(test) == 10 * 11 and test.report.bad_rows == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "kinect"], "argument --format: invalid choice: 'kinect'"),
+    (["--format", "mars", "--ids", "1"], "--ids 1: must be 2 to 9999 for mars"),
+    (["--format", "ilids", "--ids", "1000"], "--ids 1000: must be 2 to 999 for ilids"),
+    (["--format", "mars", "--splits", "3"], "--splits applies to --format ilids only"),
+    (["--format", "ilids", "--splits", "0"], "--splits 0: must be 1 to 100"),
+    (["--format", "ilids", "--seed", "-1"], "--seed -1: must be 0 to 2**63 - 1"),
+    (["--format", "ilids", "--ids", "ten"], "argument --ids: invalid int value: 'ten'"),
+    ([], "the following arguments are required: --format"),
+])
+def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exited:
+        S.main([str(tmp_path / "out"), *args])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("python -m gafnet.gait.synthetic_poses: error:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_options_through_a_subprocess(tmp_path):
+    done = command(tmp_path, "--format", "casia-b", "--ids", "0")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["python -m gafnet.gait.synthetic_poses: error: --ids 0: must be 2 to "
+                                                "999 for casia-b"]
+
+
+def test_existing_files_are_kept_unless_overwrite(tmp_path, capsys):
+    (tmp_path / "test.csv").write_text("my real data")
+    with pytest.raises(SystemExit) as exited:
+        S.main([str(tmp_path), "--format", "casia-b", "--ids", "2"])
+    assert exited.value.code == 2 and "test.csv exists" in capsys.readouterr().err
+    assert (tmp_path / "test.csv").read_text() == "my real data" and not (tmp_path / "train.csv").exists()
+    assert S.main([str(tmp_path), "--format", "casia-b", "--ids", "2", "--overwrite", "--quiet"]) == 0
+    assert (tmp_path / "test.csv").read_text().startswith(CSV_HEADER)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit):
+        S.main([str(tmp_path / "afile"), "--format", "casia-b", "--ids", "2"])
+    assert "is not a directory" in capsys.readouterr().err

@@ -20,16 +20,28 @@ Formats (names as in the README, "Data layout"): iLIDS-VID ``cam{1|2}_person{XXX
 
 Everything is seeded: the same arguments give the same bytes. Each tracklet has its own random stream
 (seed, dataset, person, camera, ...), so the number of splits or identities does not change the others.
+
+Command line (pose CSVs for ``gaitgraph/src/train.py`` and ``evaluate.py`` without the real data)::
+
+    python -m gafnet.gait.synthetic_poses OUT_DIR --format ilids [--ids 300] [--splits 10] [--seed 0]
+    python -m gafnet.gait.synthetic_poses OUT_DIR --format mars [--ids 1261]
+    python -m gafnet.gait.synthetic_poses OUT_DIR --format casia-b [--ids 124]
+
+``--help`` lists what each format writes.
 """
 
 from __future__ import annotations
 
+import argparse
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gafnet.atomic import atomic_path
+from gafnet.errors import InputError, cli_main
 from gafnet.gait.poses import CSV_HEADER, format_pose_rows
 
 _ILIDS, _MARS, _CASIA, _CAMERA, _SPLIT = 1, 2, 3, 4, 5  # random-stream tags
@@ -351,3 +363,142 @@ def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+#: per format: default and largest --ids (the real dataset's size; the largest its names can hold)
+ID_LIMITS = {"ilids": (300, 999), "mars": (1261, 9999), "casia-b": (124, 999)}
+CASIA_TRAIN_SHARE = 74 / 124  # CASIA-B's protocol: subjects 1-74 train, 75-124 test
+
+
+def outputs(out_dir, fmt: str, splits: int) -> list[Path]:
+    """The files the command writes for ``fmt`` under ``out_dir``."""
+    from gafnet import layout
+
+    out_dir = Path(out_dir)
+    if fmt == "ilids":
+        return [layout.pose_csv(out_dir / "poses", folder, kind, s) for folder in layout.POSE_FOLDERS
+                for s in range(splits) for kind in layout.POSE_KINDS]
+    files = [out_dir / "train.csv", out_dir / "test.csv"]
+    return files + [out_dir / "query_list.csv"] if fmt == "mars" else files
+
+
+def _copy(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def write_dataset(out_dir, fmt: str, num_ids: int, splits: int = 10, seed: int = 0) -> list[Path]:
+    """Write the files of :func:`outputs` (each atomically); returns them."""
+    out_dir = Path(out_dir)
+    if fmt == "ilids":
+        from gafnet import layout
+
+        first, *others = layout.POSE_FOLDERS
+        written = write_ilids_pose_splits(out_dir / "poses" / first, num_ids=num_ids, num_splits=splits, seed=seed)
+        for folder in others:  # the same synthetic splits in every folder of the released layout
+            for path in written.files:
+                _copy(path, out_dir / "poses" / folder / path.name)
+    elif fmt == "mars":
+        from gafnet.gait.protocols import MARS_QUERY_COLUMNS
+
+        records = write_mars_pose_tree(out_dir, num_ids=num_ids, seed=seed)
+        queries, seen = [], set()
+        for r in records["test"]:  # one query tracklet per test identity; its other cameras hold a match
+            if r["person"] > 0 and r["person"] not in seen:
+                seen.add(r["person"])
+                queries.append(f"{r['person']},{r['camera']},{r['tracklet']}\n")
+        _write_text(out_dir / "query_list.csv", ",".join(MARS_QUERY_COLUMNS) + "\n" + "".join(queries))
+    else:
+        train = min(max(1, round(num_ids * CASIA_TRAIN_SHARE)), num_ids - 1)
+        write_casia_pose_csv(out_dir / "train.csv", subjects=range(1, train + 1), seed=seed)
+        write_casia_pose_csv(out_dir / "test.csv", subjects=range(train + 1, num_ids + 1), seed=seed)
+    return outputs(out_dir, fmt, splits)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad options end as one line (``prog: error: ...``) and exit status 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(
+        prog="python -m gafnet.gait.synthetic_poses",
+        description="Write synthetic pose CSVs (a seeded kinematic walker seen by synthetic cameras; not real "
+                    "people) in the layout gaitgraph/src/train.py and evaluate.py read, to try the pipeline "
+                    "without the real data. Results on them say nothing about the real datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""files written:
+  ilids    OUT_DIR/poses/splits_pit/{train,test}_split{i}.csv and the same files in
+           OUT_DIR/poses/splits_mgh/ (the released layout); two cameras per person, tracklets of
+           23-192 frames (mean about 73); per split a random half of the persons is in test;
+           about 14 MB per split and folder at 300 ids
+  mars     OUT_DIR/train.csv (the first half of the persons), OUT_DIR/test.csv (the other half,
+           distractors 0000 and junk 00-1) and OUT_DIR/query_list.csv (one query tracklet per
+           test person, for evaluate.py --query_list); 6 cameras, 2-4 tracklets of 16-120
+           frames per person; about 60 kB per person
+  casia-b  OUT_DIR/train.csv (subjects 1-74 at 124 ids; the first 74/124 in general) and
+           OUT_DIR/test.csv (the rest); every subject walks nm-01..06, bg-01..02, cl-01..02 at 11
+           views, 60-110 frames each; about 3.4 MB and 0.5 s per subject
+
+x and y are pixels of the crop (iLIDS-VID 64x128, MARS 128x256) or of the frame (CASIA-B
+320x240); confidences lie in 0.05-0.99. Existing files are not replaced without --overwrite;
+every file is written atomically (a temporary file, then a rename).""")
+    p.add_argument("out_dir", help="output directory (created if needed)")
+    p.add_argument("--format", required=True, choices=sorted(ID_LIMITS), help="dataset layout and image names")
+    p.add_argument("--ids", type=int, default=None, metavar="N",
+                   help="identities (persons; subjects for casia-b), at least 2 (default: the real dataset's "
+                        + ", ".join(f"{f} {d}" for f, (d, _) in ID_LIMITS.items()) + "; at most "
+                        + ", ".join(f"{f} {m}" for f, (_, m) in ID_LIMITS.items()) + ")")
+    p.add_argument("--splits", type=int, default=None, metavar="K",
+                   help="ilids only: random train/test splits, 1-100 (default: 10, as iLIDS-VID's protocol)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed, 0 or more (default: 0); the same seed "
+                                                        "gives the same bytes")
+    p.add_argument("--overwrite", action="store_true", help="replace files that already exist (default: refuse)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    return p
+
+
+def run(args) -> None:
+    default_ids, max_ids = ID_LIMITS[args.format]
+    num_ids = default_ids if args.ids is None else args.ids
+    if not 2 <= num_ids <= max_ids:
+        raise InputError(f"--ids {num_ids}: must be 2 to {max_ids} for {args.format}")
+    if args.splits is not None and args.format != "ilids":
+        raise InputError(f"--splits applies to --format ilids only, not {args.format}")
+    splits = 10 if args.splits is None else args.splits
+    if not 1 <= splits <= 100:
+        raise InputError(f"--splits {splits}: must be 1 to 100")
+    if not 0 <= args.seed < 2 ** 63:
+        raise InputError(f"--seed {args.seed}: must be 0 to 2**63 - 1")
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is not a directory; give a directory to write into")
+    targets = outputs(out_dir, args.format, splits)
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise InputError(f"{existing[0]} exists ({len(existing)} of the {len(targets)} output files do); "
+                         "nothing was written: pass --overwrite to replace them, or choose another directory")
+    if any(t.is_dir() for t in existing):
+        raise InputError(f"{next(t for t in existing if t.is_dir())} is a directory; nothing was written")
+    written = write_dataset(out_dir, args.format, num_ids, splits, args.seed)
+    if not args.quiet:
+        size = sum(p.stat().st_size for p in written) / 1e6
+        print(f"wrote {len(written)} synthetic {args.format} pose files ({size:.0f} MB) under {out_dir}: "
+              f"{num_ids} identities, seed {args.seed}")
+        first = written[0]
+        dataset = {"ilids": "iLIDS", "mars": "mars", "casia-b": "casia-b"}[args.format]
+        print(f"train on them with: cd gaitgraph/src && python train.py {dataset} {first.resolve()} "
+              f"--valid_data_path {written[1].resolve()}")
+
+
+def main(argv=None) -> int:
+    return cli_main("python -m gafnet.gait.synthetic_poses", build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
