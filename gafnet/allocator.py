@@ -1,12 +1,13 @@
-"""Keep freed memory in the process for reuse (glibc): about 1.8x faster CPU training.
+"""Keep freed memory in the process for reuse (glibc): faster CPU training and extraction, the same numbers.
 
 PyTorch's CPU tensors come from ``malloc``. glibc serves every block above 32 MB with a fresh ``mmap`` and
 returns it to the system on ``free``, so a training step, whose activations are tens of MB each, asks the
-kernel for new zeroed pages again and again: on the 2-core test machine a third of the CPU time of
-``train.py`` went to page faults (6.7 million of them in three iLIDS-VID epochs). With ``mmap`` switched off
-for ``malloc`` and a high trim threshold, freed blocks stay in the heap and are reused: one epoch of 300
-sequences at batch 128 took 4.6 s instead of 7.8-9.3 s, with the same numbers (the arithmetic is
-unchanged) and ~8 % more peak memory (3.7 vs 3.5 GB).
+kernel for new zeroed pages again and again (millions of page faults per epoch). With ``mmap`` switched off
+for ``malloc`` and a high trim threshold, freed blocks stay in the heap and are reused: the arithmetic is
+unchanged, peak memory grows a little. The measured effect (training and extraction throughput with and
+without the tuning, on the same machine in the same run) is printed by ``benchmarks/bench_model.py``
+(``--no-malloc-tuning``) and ``benchmarks/bench_extraction.py`` (``GAFNET_MALLOC_TUNING=0``); the README's
+Performance section quotes those figures. ``tests/test_allocator.py`` checks the mechanism (page faults).
 
 The scripts call :func:`keep_freed_memory` at start. It does nothing outside Linux/glibc (other allocators
 behave differently) or with ``GAFNET_MALLOC_TUNING=0``.

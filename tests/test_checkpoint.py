@@ -52,9 +52,9 @@ def test_original_checkpoint_loads_weights_only_and_reproduces_the_reference(tmp
     with pytest.raises(Exception):  # plain weights_only loading refuses the Namespace: that's why we allow-list it
         torch.load(path, weights_only=True)
     ckpt = load_checkpoint(path)
-    assert ckpt["format"] == "original" and ckpt["epoch"] == 300
-    assert ckpt["model_args"] == MODEL_ARGS
-    assert ckpt["run_args"]["learning_rate"] == 1e-2 and ckpt["optimizer_state"] is not None
+    assert ckpt.format == "original" and ckpt.epoch == 300
+    assert ckpt.model_args == MODEL_ARGS
+    assert ckpt.run_args["learning_rate"] == 1e-2 and ckpt.optimizer_state is None  # only ours resume
     model = build_model_from_checkpoint(ckpt)
     assert not model.training
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_original_multi_branch_checkpoint_infers_branches_and_channels(tmp_path)
     path = tmp_path / "multi.pth"
     write_original_checkpoint(path, state)
     ckpt = load_checkpoint(path)
-    assert ckpt["model_args"] == {**MODEL_ARGS, "num_input_branches": 3, "num_channels": 6}
+    assert ckpt.model_args == {**MODEL_ARGS, "num_input_branches": 3, "num_channels": 6}
     with torch.no_grad():
         np.testing.assert_allclose(build_model_from_checkpoint(ckpt)(x).numpy(), expected.numpy(), atol=1e-5)
 
@@ -78,15 +78,15 @@ def test_original_checkpoint_saved_from_cuda_loads_on_the_cpu(tmp_path):
     path = tmp_path / "cuda.pth"
     write_original_checkpoint(path, {k: v.cuda() for k, v in state.items()})
     ckpt = load_checkpoint(path)
-    assert all(v.device.type == "cpu" for v in ckpt["model_state"].values())
+    assert all(v.device.type == "cpu" for v in ckpt.model_state.values())
 
 
 def test_a_bare_state_dict_loads_with_a_note(tmp_path):
     state, x, expected = reference()
     torch.save(state, tmp_path / "state.pt")
     ckpt = load_checkpoint(tmp_path / "state.pt")
-    assert ckpt["format"] == "state_dict" and ckpt["model_args"] == MODEL_ARGS
-    assert any("assuming resgcn-n39-r8" in note for note in ckpt["notes"])
+    assert ckpt.format == "state_dict" and ckpt.model_args == MODEL_ARGS
+    assert any("assuming resgcn-n39-r8" in note for note in ckpt.notes)
 
 
 def test_ours_round_trips_with_plain_weights_only_loading(tmp_path):
@@ -100,14 +100,14 @@ def test_ours_round_trips_with_plain_weights_only_loading(tmp_path):
     raw = torch.load(path, weights_only=True)  # no allow-listing needed
     assert raw["format"] == "gafnet" and raw["run_args"]["train_data_path"] == "poses/x.csv"
     ckpt = load_checkpoint(path)
-    assert ckpt["format"] == "gafnet" and ckpt["epoch"] == 5 and ckpt["best_metric"] == float("-inf")
-    assert ckpt["extra"]["preprocessing"] == {"sequence_length": 60, "multi_branch": False}
+    assert ckpt.format == "gafnet" and ckpt.epoch == 5 and ckpt.best_metric == float("-inf")
+    assert ckpt.preprocessing == {"sequence_length": 60, "multi_branch": False}
     rebuilt = build_model_from_checkpoint(ckpt)
     for key, value in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[key], value), key
     fresh_model, fresh_optimizer, fresh_scheduler = training_objects()
-    fresh_optimizer.load_state_dict(ckpt["optimizer_state"])
-    fresh_scheduler.load_state_dict(ckpt["scheduler_state"])
+    fresh_optimizer.load_state_dict(ckpt.optimizer_state)
+    fresh_scheduler.load_state_dict(ckpt.scheduler_state)
     assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
     assert list(tmp_path.joinpath("run").iterdir()) == [path]  # the atomic write left no temporary file
 
@@ -130,7 +130,7 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "r.pt", model_args=MODEL_ARGS, model_state={}, run_args={}, epoch=1,
                     best_metric=0.0, rng_state=state)
     torch.manual_seed(99), np.random.seed(99), random.seed(99)
-    set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng_state"])
+    set_rng_state(load_checkpoint(tmp_path / "r.pt").rng_state)
     again = (torch.rand(3), np.random.rand(3), np.random.standard_normal(), random.random(), random.gauss(0, 1))
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
     assert expected[2:] == again[2:]
@@ -149,7 +149,7 @@ def test_damaged_files_are_input_errors_naming_the_file(tmp_path, content, messa
 
 
 def test_missing_truncated_foreign_and_unsafe_files_are_input_errors(tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     state, _, _ = reference()
     good = tmp_path / "good.pth"
@@ -231,3 +231,130 @@ def test_a_checkpoint_whose_network_name_does_not_fit_is_an_input_error(tmp_path
     write_original_checkpoint(path, state, network_name="resgcn-n51-r4")
     with pytest.raises(InputError, match="does not fit"):
         build_model_from_checkpoint(load_checkpoint(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile checkpoints (issue 10): one InputError naming the file, never a traceback, a hang or a huge allocation.
+
+
+def stored(tmp_path, name="ours.pt", **changes):
+    """A checkpoint of ours, written as torch.save of the stored dict with ``changes`` applied."""
+    state, _, _ = reference()
+    save_checkpoint(tmp_path / name, model_args=MODEL_ARGS, model_state=state, run_args={}, epoch=1,
+                    best_metric=1.0, extra={"preprocessing": {"sequence_length": 60}})
+    raw = torch.load(tmp_path / name, weights_only=True)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict) and value.pop("__merge__", False):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    torch.save(raw, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"format_version": "two"}, "format_version is 'two'"),
+    ({"format_version": 0}, "format_version is 0"),
+    ({"model_args": {"network_name": "resgcn-n39-r8", "num_input_branches": 1}}, "lacks num_channels, embedding_size"),
+    ({"model_args": [1, 2]}, "model_args is a list"),
+    ({"model_args": {**MODEL_ARGS, "num_input_branches": 100000}}, "num_input_branches must be an integer from 1 to 8"),
+    ({"model_args": {**MODEL_ARGS, "embedding_size": 100000000}}, "embedding_size must be an integer from 1 to 4096"),
+    ({"model_args": {**MODEL_ARGS, "embedding_size": 128.0}}, "embedding_size must be an integer"),
+    ({"model_args": {**MODEL_ARGS, "network_name": 5}}, "network_name must be a text"),
+    ({"model_args": {**MODEL_ARGS, "network_name": "resgcn-x1"}}, "unknown network name"),
+    ({"model_state": {"fcn.weight": [1.0, 2.0]}}, "model_state is not a state_dict"),
+    ({"model_state": "weights"}, "model_state is not a state_dict"),
+    ({"epoch": "3"}, "epoch is '3'"),
+    ({"epoch": -1}, "epoch is -1"),
+    ({"best_metric": "high"}, "best_metric is 'high'"),
+    ({"best_metric": float("nan")}, "best_metric is nan"),
+    ({"optimizer_state": [1, 2]}, "optimizer_state is a list"),
+    ({"extra": "x"}, "extra is a str"),
+])
+def test_a_damaged_field_of_our_format_is_one_input_error(tmp_path, changes, message):
+    path = stored(tmp_path, **changes)
+    with pytest.raises(InputError, match=message) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_huge_original_state_dict_is_refused_before_anything_is_built(tmp_path):
+    """Inferred model arguments are bounded too: a state_dict claiming 100,000 input branches or a 10⁸-d
+    head would hang or allocate ~100 GB in build_model."""
+    state, _, _ = reference()
+    wide = {**state, "fcn.weight": torch.zeros(100_000_000, 0), "fcn.bias": torch.zeros(1)}
+    torch.save(wide, tmp_path / "wide.pt")
+    with pytest.raises(InputError, match="embedding_size must be an integer from 1 to 4096, got 100000000"):
+        load_checkpoint(tmp_path / "wide.pt")
+    many = {**state, **{f"input_branches.{i}.bn.weight": torch.ones(3) for i in range(1, 100)}}
+    torch.save(many, tmp_path / "many.pt")
+    with pytest.raises(InputError, match="num_input_branches must be an integer from 1 to 8, got 100"):
+        load_checkpoint(tmp_path / "many.pt")
+
+
+def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes: the loader must not open it at all."""
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "f.pt")
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_error_of(load_checkpoint, tmp_path / "f.pt")), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():  # unblock the reader so that the suite can go on, then fail
+        with open(tmp_path / "f.pt", "wb"):
+            pass
+        pytest.fail("load_checkpoint blocked on a FIFO")
+    assert "not a regular file" in outcome[0]
+
+
+def _error_of(fn, *args):
+    try:
+        fn(*args)
+    except InputError as exc:
+        return str(exc)
+    return "no error"
+
+
+def test_non_tensor_weights_in_a_state_dict_are_not_a_checkpoint(tmp_path):
+    state, _, _ = reference()
+    torch.save({"opt": argparse.Namespace(network_name="resgcn-n39-r8"), "model": {k: v.tolist() for k, v in
+                                                                                 list(state.items())[:3]}},
+               tmp_path / "lists.pth")
+    with pytest.raises(InputError, match="not a gait checkpoint"):
+        load_checkpoint(tmp_path / "lists.pth")
+    with pytest.raises(InputError, match="not a gait checkpoint"):
+        initialise_from(build_model(), tmp_path / "lists.pth")
+
+
+def test_the_sha256_of_the_bytes_read_is_recorded(tmp_path):
+    import hashlib
+
+    path = stored(tmp_path)
+    assert load_checkpoint(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("api", ["add_safe_globals only (torch 2.4)", "neither (torch < 2.4)"])
+def test_older_torch_without_safe_globals(tmp_path, monkeypatch, api):
+    """torch < 2.5 has no torch.serialization.safe_globals; 2.4 has add_safe_globals, older ones nothing."""
+    state, x, expected = reference()
+    write_original_checkpoint(tmp_path / "orig.pth", state)
+    ours = stored(tmp_path)
+    saved_globals = torch.serialization.get_safe_globals()
+    clear, add = torch.serialization.clear_safe_globals, torch.serialization.add_safe_globals
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    if api.startswith("neither"):
+        monkeypatch.delattr(torch.serialization, "add_safe_globals")
+    try:
+        assert load_checkpoint(ours).format == "gafnet"  # ours is plain: any weights_only torch reads it
+        if api.startswith("neither"):
+            with pytest.raises(InputError, match="torch >= 2.4"):
+                load_checkpoint(tmp_path / "orig.pth")
+        else:
+            model = build_model_from_checkpoint(load_checkpoint(tmp_path / "orig.pth"))
+            with torch.no_grad():
+                np.testing.assert_allclose(model(x).numpy(), expected.numpy(), atol=1e-5)
+    finally:
+        clear()  # add_safe_globals is process-wide: undo it
+        add(saved_globals)

@@ -11,11 +11,11 @@ import torch
 
 from gafnet.embeddings import read_embedding_csv
 from gafnet.gait import synthetic_poses
-from gafnet.gait.extract import extract_embeddings, window_starts
-from gafnet.gait.extraction import main as extract_main
+from gafnet.gait.checkpoint import save_checkpoint
+from gafnet.gait.evaluate_cli import main as extract_main
+from gafnet.gait.extraction import extract_embeddings, window_starts
 from gafnet.gait.poses import load_poses, write_pose_csv
 from gafnet.gait.resgcn import build_model
-from gafnet.gait.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -112,9 +112,9 @@ def test_sliding_windows_cover_the_tracklet():
     assert window_starts(60, 60, "all") == [0]
 
 
-def run_script(*args):
+def run_script(*args, timeout=300):
     return subprocess.run([sys.executable, str(ROOT / "gaitgraph" / "src" / "evaluate.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_a_flag_that_disagrees_with_the_checkpoint_is_an_error(tiny_checkpoint, ilids_poses, tmp_path):
@@ -139,7 +139,7 @@ def test_a_missing_pose_file_is_named_first(tiny_checkpoint, tmp_path, capsys):
         extract_main(["iLIDS", str(tmp_path / "nope.csv"), "--weight_path", str(ckpt)])
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pose file not found" in err[0] and "nope.csv" in err[0]
+    assert len(err) == 1 and "data_path" in err[0] and "not found" in err[0] and "nope.csv" in err[0]
 
 
 def test_casia_b_mode_writes_the_protocol_table(tiny_checkpoint, tmp_path, capsys):
@@ -191,3 +191,212 @@ def test_real_psymo_walks_extract_without_dropping_anything(tiny_checkpoint, tmp
             len(read_embedding_csv(tmp_path / "emb" / f"gallery_split{i}.csv"))
     assert total == 40  # 10 subjects x 4 walks, none dropped
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Help, defaults, small galleries, collapse (issues 9 and 15)
+
+
+def test_help_says_the_checkpoint_decides_and_where_the_output_goes():
+    from gafnet.gait.evaluate_cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for flag in ("--sequence_length", "--normalize_pose", "--network_name", "--embedding_layer_size",
+                 "--use_multi_branch"):
+        entry = text.split(flag, 2)[-1][:200]
+        assert "default: from the checkpoint" in entry, flag
+    assert "gait_embeddings/ at the repository root" in text
+    assert build_parser().parse_args(["iLIDS", "x.csv", "--weight_path", "w"]).output_dir == str(ROOT / "gait_embeddings")
+
+
+def test_a_five_identity_tree_extracts_end_to_end_with_only_the_ranks_it_has(tiny_checkpoint, ilids_poses, tmp_path,
+                                                                             capsys):
+    """5 test identities: a gallery of 5 tracklets has Rank-1 and Rank-5, no Rank-10 or Rank-20 (issue 15)."""
+    ckpt, _ = tiny_checkpoint
+    assert extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(tmp_path),
+                         "--quiet", "--device", "cpu"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("gait only"))
+    assert "Rank-1 " in line and "Rank-5 " in line and "Rank-10" not in line and "Rank-20" not in line
+    assert "(5 of 5 queries with a valid match)" in line
+
+
+def test_constant_embeddings_are_reported_as_collapsed(ilids_poses, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = build_model("resgcn-n39-r8", 1, 3, 16)
+    with torch.no_grad():
+        model.fcn.weight.zero_()
+        model.fcn.bias.copy_(torch.arange(16.0))  # every sequence gets the same embedding
+    args = {"network_name": "resgcn-n39-r8", "num_input_branches": 1, "num_channels": 3, "embedding_size": 16}
+    save_checkpoint(tmp_path / "flat.pt", model_args=args, model_state=model.state_dict(), run_args={}, epoch=1,
+                    best_metric=0.0, extra={"preprocessing": {"sequence_length": 12, "normalize_pose": "off"}})
+    assert extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(tmp_path / "flat.pt"), "--output_dir",
+                         str(tmp_path), "--quiet", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "collapsed" in err and "mean cosine similarity between them 1.0000000" in err and str(ilids_poses) in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile checkpoints and faults (issue 10)
+
+
+@pytest.mark.parametrize("preprocessing, message", [
+    ({"sequence_length": 10_000_000}, "sequence_length must be an integer from 1 to 1000"),
+    ({"sequence_length": "60"}, "sequence_length must be an integer"),
+    ({"sequence_length": 12, "normalize_pose": "weird"}, "normalize_pose must be one of off, sequence, frame"),
+    ({"sequence_length": 12, "multi_branch": "yes"}, "multi_branch must be true or false"),
+    ({"sequence_length": 12, "all_angles": 1}, "all_angles must be true or false"),
+])
+def test_bad_preprocessing_in_a_checkpoint_is_one_line(tiny_checkpoint, ilids_poses, tmp_path, capsys,
+                                                       preprocessing, message):
+    _, model = tiny_checkpoint
+    args = {"network_name": "resgcn-n39-r8", "num_input_branches": 1, "num_channels": 3, "embedding_size": 16}
+    save_checkpoint(tmp_path / "bad.pt", model_args=args, model_state=model.state_dict(), run_args={}, epoch=1,
+                    best_metric=0.0, extra={"preprocessing": preprocessing})
+    with pytest.raises(SystemExit) as info:
+        extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(tmp_path / "bad.pt"), "--output_dir",
+                      str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and message in err[0] and "bad.pt" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_fifo_as_weights_or_poses_is_refused_without_hanging(tiny_checkpoint, ilids_poses, tmp_path, capsys):
+    import os
+    import threading
+
+    class FifoWatchdog:  # opens the FIFO's write end after 20 s: releases (and records) a reader blocked in open()
+        def __init__(self, path):
+            self.path, self.released, self.timer = path, False, threading.Timer(20.0, self.release)
+
+        def release(self):
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+                self.released = True
+            except OSError:
+                pass
+
+        def __enter__(self):
+            self.timer.start()
+            return self
+
+        def __exit__(self, *exc):
+            self.timer.cancel()
+
+    ckpt, _ = tiny_checkpoint
+    os.mkfifo(tmp_path / "f.pt")
+    os.mkfifo(tmp_path / "test_split0.csv")
+    for data, weights, fifo in ((ilids_poses, tmp_path / "f.pt", tmp_path / "f.pt"),
+                                (tmp_path / "test_split0.csv", ckpt, tmp_path / "test_split0.csv")):
+        with FifoWatchdog(fifo) as watchdog, pytest.raises(SystemExit) as info:
+            extract_main(["iLIDS", str(data), "--weight_path", str(weights), "--output_dir", str(tmp_path / "out")])
+        assert not watchdog.released, f"blocked on the FIFO {fifo}"
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and len(err) == 1 and "not a regular file" in err[0]
+
+
+def test_the_pair_carries_its_provenance(tiny_checkpoint, ilids_poses, tmp_path):
+    import hashlib
+    import json
+
+    ckpt, _ = tiny_checkpoint
+    assert extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(tmp_path),
+                         "--quiet", "--device", "cpu"]) == 0
+    manifest = json.loads((tmp_path / "manifest_split0.json").read_text())
+    assert manifest["complete"] is True
+    prov = manifest["provenance"]
+    assert prov["checkpoint"] == str(ckpt.resolve())
+    assert prov["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert prov["model_args"]["embedding_size"] == 16 and prov["preprocessing"]["sequence_length"] == 12
+    for name in ("query_split0.csv", "gallery_split0.csv"):
+        assert manifest["files"][name]["sha256"] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+
+
+KILL_BEFORE_GALLERY = """
+import os, signal, sys
+import gafnet.embeddings as E
+real = E.write_embedding_csv
+def write(path, *a, **k):
+    if "gallery" in str(path):
+        os.kill(os.getpid(), signal.SIGKILL)  # killed between the two files
+    return real(path, *a, **k)
+E.write_embedding_csv = write
+from gafnet.gait.evaluate_cli import main
+sys.argv = ["evaluate.py"] + sys.argv[1:]
+sys.exit(main())
+"""
+
+
+def test_a_kill_between_the_two_files_leaves_a_pair_the_fusion_refuses(tiny_checkpoint, ilids_poses, tmp_path):
+    """Model A writes a complete pair; model B is killed after its query file: the folder holds B's query and A's
+    gallery, and reading them as a pair is refused (it used to be fused without a word)."""
+    from gafnet.embeddings import check_pair
+    from gafnet.errors import InputError
+
+    ckpt_a, model = tiny_checkpoint
+    assert extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt_a), "--output_dir", str(tmp_path),
+                         "--quiet", "--device", "cpu"]) == 0
+    torch.manual_seed(1)
+    args = {"network_name": "resgcn-n39-r8", "num_input_branches": 1, "num_channels": 3, "embedding_size": 16}
+    save_checkpoint(tmp_path / "b.pt", model_args=args, model_state=build_model("resgcn-n39-r8", 1, 3, 16).state_dict(),
+                    run_args={}, epoch=1, best_metric=0.0, extra={"preprocessing": {"sequence_length": 12}})
+    gallery_a = (tmp_path / "gallery_split0.csv").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_GALLERY, "iLIDS", str(ilids_poses), "--weight_path",
+                             str(tmp_path / "b.pt"), "--output_dir", str(tmp_path), "--quiet", "--device", "cpu"],
+                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert (tmp_path / "gallery_split0.csv").read_bytes() == gallery_a  # A's gallery, B's query
+    query = read_embedding_csv(tmp_path / "query_split0.csv", digest=True)
+    gallery = read_embedding_csv(tmp_path / "gallery_split0.csv", digest=True)
+    with pytest.raises(InputError, match="did not finish"):
+        check_pair(query, gallery)
+
+
+def test_a_failed_write_is_one_line_and_the_pair_stays_marked_unfinished(tiny_checkpoint, ilids_poses, tmp_path,
+                                                                          monkeypatch, capsys):
+    """The gallery file cannot be written (e.g. a full disk): one line, exit 2, and the manifest still says the
+    pair is unfinished, so the fusion refuses the lone query file."""
+    import errno
+    import json
+
+    import gafnet.atomic as atomic
+
+    ckpt, _ = tiny_checkpoint
+    real_replace = atomic.os.replace
+
+    def replace(src, dst):
+        if "gallery" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(SystemExit) as info:
+        extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(tmp_path),
+                      "--quiet", "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+    assert info.value.code == 2 and len(err) == 1 and "No space left on device" in err[0], err
+    assert json.loads((tmp_path / "manifest_split0.json").read_text())["complete"] is False
+    assert not (tmp_path / "gallery_split0.csv").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_really_full_disk_is_one_line(tiny_checkpoint, ilids_poses, tmp_path, capsys):
+    """A tmpfs with room for the manifest and the query file only (skipped where a tmpfs cannot be mounted)."""
+    import os
+
+    ckpt, _ = tiny_checkpoint
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); the monkeypatched test covers the message")
+    try:
+        st = os.statvfs(mount)
+        (mount / "filler").write_bytes(b"x" * (st.f_bavail * st.f_frsize - 2 * st.f_frsize))  # two pages left
+        with pytest.raises(SystemExit) as info:
+            extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(mount / "out"),
+                          "--quiet", "--device", "cpu"])
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+        assert info.value.code == 2 and len(err) == 1, err
+        assert "cannot write" in err[0] and "No space left on device" in err[0]
+        assert not list((mount / "out").glob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)

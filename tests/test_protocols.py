@@ -5,6 +5,7 @@ The MARS protocols are checked against per-query loops written here from the pro
 """
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -387,10 +388,28 @@ def test_mars_query_list_file_errors(tmp_path):
     bad.write_text("person_id,camera_id,tracklet\n1,1,1\n1,1,1\n")
     with pytest.raises(InputError, match="more than once"):
         load_mars_query_list(bad)
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="MARS query list.*absent.csv: file not found"):
         load_mars_query_list(tmp_path / "absent.csv")
+    os.mkfifo(tmp_path / "fifo.csv")  # refused before it is opened: opening a FIFO would block forever
+    with pytest.raises(InputError, match="not a regular file"):
+        load_mars_query_list(tmp_path / "fifo.csv")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfperson_id,camera_id,tracklet\n1,1,1\n")
+    np.testing.assert_array_equal(load_mars_query_list(tmp_path / "bom.csv"), [[1, 1, 1]])
     good = tmp_path / "good.csv"
     good.write_text("person_id,camera_id,tracklet\n1,1,1\n\n")  # a trailing blank line is fine
     np.testing.assert_array_equal(load_mars_query_list(good), [[1, 1, 1]])
     with pytest.raises(InputError, match="more than once in the data"):
         mars_split(np.array([1, 1, 1]), np.array([1, 1, 2]), np.array([1, 1, 2]), query_list=good)
+
+
+def test_only_ranks_within_the_gallery_are_reported():
+    """Issue 15: a gallery of 3 tracklets has Rank-1 and Rank-3 but no Rank-5/10/20 (never a wrong label)."""
+    from gafnet.gait.protocols import format_ranks, reported_ranks
+
+    feats = np.eye(6)
+    feats[3:] = feats[:3] + 0.1  # gallery rows near their queries
+    res = evaluate_ilids(feats, [1, 2, 3, 1, 2, 3], [1, 1, 1, 2, 2, 2])
+    assert len(res.cmc) == 3
+    assert reported_ranks(res, (1, 3, 5, 10, 20)) == {1: 100.0, 3: 100.0}
+    text = format_ranks(res)
+    assert text.startswith("Rank-1 100.00  mAP") and "Rank-5" not in text

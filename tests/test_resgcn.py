@@ -1,6 +1,6 @@
 """ResGCN: the original's state_dicts load unchanged and give the original's outputs (tests/data, written by the
 original code), and training mode computes the same function, gradients and running statistics as a plain
-implementation of the original ResGCN (benchmarks/bench_model.py's original-style model)."""
+implementation of the original ResGCN (gafnet/gait/reference_resgcn.py)."""
 
 import copy
 from pathlib import Path
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_model import build_original_style
 from gafnet.errors import InputError
+from gafnet.gait.reference_resgcn import build_original_style
 from gafnet.gait.resgcn import (STRUCTURES, UnknownNetworkError, build_model, count_parameters, graph_conv,
                                 parse_network_name, valid_network_names)
 
@@ -225,3 +225,16 @@ def test_cumulative_running_averages_match_too():
     state_plain = plain.state_dict()
     for key, value in ours.state_dict().items():
         np.testing.assert_allclose(value.numpy(), state_plain[key].numpy(), atol=1e-12, err_msg=key)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("resgcn-n39-r8", 100_000, 3, 128), "num_input_branches must be an integer from 1 to 8"),
+    (("resgcn-n39-r8", 1, 3, 100_000_000), "embedding_size must be an integer from 1 to 4096"),
+    (("resgcn-n39-r8", 1, 0, 128), "num_channels must be an integer from 1 to 64"),
+    (("resgcn-n39-r8", 1, 3, 128.0), "embedding_size must be an integer"),
+    (("resgcn-n39-r8", True, 3, 128), "num_input_branches must be an integer"),
+])
+def test_model_arguments_out_of_bounds_are_refused_before_building(args, message):
+    """100,000 branches hang and a 10⁸-d head allocates ~100 GB: refused with one InputError instead."""
+    with pytest.raises(InputError, match=message):
+        build_model(*args)

@@ -28,10 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-try:
-    from gafnet.gait.graph import CONNECT_JOINT
-except ImportError:  # pragma: no cover - graph.py is part of the package
-    CONNECT_JOINT = (5, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14)
+from .graph import CONNECT_JOINT
 
 #: For every COCO-17 joint, its mirror image (left ↔ right; the nose stays).
 COCO_FLIP_INDEX = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
@@ -126,6 +123,12 @@ class RandomSelectSequence:
         return f"RandomSelectSequence(sequence_length={self.sequence_length})"
 
 
+def centre_window_start(frames: int, sequence_length: int) -> int:
+    """First frame of the centre window of ``sequence_length`` frames in a sequence of ``frames`` frames:
+    int(T/2 − L/2), as the original's SelectSequenceCenter (the one formula, also used by extraction)."""
+    return int(frames / 2 - sequence_length / 2)
+
+
 class SelectSequenceCenter:
     """The centre window: frames [int(T/2 − L/2), that + L), as the original (validation and extraction)."""
 
@@ -137,7 +140,7 @@ class SelectSequenceCenter:
         if frames < self.sequence_length:
             raise ValueError(f"SelectSequenceCenter({self.sequence_length}) needs at least "
                              f"{self.sequence_length} frames, got {frames}; pad or drop short sequences when loading")
-        start = int(frames / 2 - self.sequence_length / 2)
+        start = centre_window_start(frames, self.sequence_length)
         return data[start:start + self.sequence_length]
 
     def __repr__(self) -> str:

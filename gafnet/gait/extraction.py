@@ -1,166 +1,87 @@
-"""Gait embedding extraction and gait-only evaluation (the logic of ``gaitgraph/src/evaluate.py``).
+"""Gait embeddings of pose sequences: batched model inference on CPU or GPU (the library; one function used by
+validation in training and by the command ``gaitgraph/src/evaluate.py``, :mod:`gafnet.gait.evaluate_cli`).
 
-    python evaluate.py iLIDS <test_splitN.csv> --weight_path <checkpoint> [--output_dir DIR] [--split N]
-    python evaluate.py casia-b <test.csv> --weight_path <checkpoint>
-    python evaluate.py mars <test.csv> --weight_path <checkpoint> [--protocol official] [--query_list CSV]
+The default is what the original extractor computes: the model output on the centre window of
+``sequence_length`` frames (frames [int(T/2 − L/2), that + L)). The original's "flip" test-time
+augmentation flips the input-branch axis of (N, I, C, T, V), a no-op for single-branch input, so it is
+not reproduced (the original GaitGraph code). New, optional:
 
-iLIDS-VID: writes ``DIR/query_splitN.csv`` (camera 1) and ``DIR/gallery_splitN.csv`` (camera 2) in the gait
-CSV format the root evaluate.py reads (``feat_0 … feat_{E-1}, person_id, camera_id``), atomically, and prints
-the gait-only CMC and mAP. The model and its preprocessing are rebuilt from the checkpoint (ours or the
-original GaitGraph format); a command-line flag that disagrees with the checkpoint is an error.
+- ``tta="time_flip"``: average the embedding of the window and of the time-reversed window;
+- ``windows="all"``: average over sliding windows (stride L/2, the last one flush with the end) that
+  cover the whole tracklet.
+
+Averaged embeddings are L2-normalised again. Sequences shorter than the window never reach this
+function unpadded: the pose loader pads them (and counts them) by default.
 """
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
+import torch
 
-from ..embeddings import write_embedding_csv
-from ..errors import InputError, cli_main
-from . import poses as poses_mod
-from .extract import TTA_CHOICES, WINDOW_CHOICES, extract_embeddings
-from .training import NORMALIZE_CHOICES, add_data_arguments, load_pose_file
+from .augment import MultiInput, centre_window_start
+from .graph import CONNECT_JOINT
 
-SPLIT_IN_NAME = re.compile(r"split[_-]?(\d+)", re.IGNORECASE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="evaluate.py",
-        description="Extract GaitGraph embeddings from a pose CSV and evaluate them gait-only.",
-        epilog="Example (in gaitgraph/src):\n  python evaluate.py iLIDS ../../poses/splits_pit/test_split0.csv "
-               "--weight_path ../../runs/ilids-split0/best.pt --output_dir ../../embeddings/ilids/gait1",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", choices=sorted(poses_mod.DATASETS), help="pose file format")
-    p.add_argument("data_path", help="pose CSV to embed (the test split)")
-    p.add_argument("--weight_path", required=True, help="checkpoint: ours (best.pt/last.pt) or the original GaitGraph's")
-    p.add_argument("--output_dir", default="gait_embeddings", help="where the CSVs go (default ./gait_embeddings)")
-    p.add_argument("--split", type=int, default=None, help="split number of the output names (default: from the input name)")
-    p.add_argument("--batch_size", type=int, default=256, help="sequences per forward pass (default 256)")
-    p.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                   help="test-time augmentation: none (the original's output) or time_flip (average with the "
-                        "time-reversed window)")
-    p.add_argument("--windows", choices=WINDOW_CHOICES, default="center",
-                   help="center: the centre window (the original); all: average over sliding windows")
-    p.add_argument("--protocol", choices=("torchreid", "official"), default="torchreid", help="MARS protocol")
-    p.add_argument("--query_list", default=None, help="MARS query tracklets CSV (default: the standard 1,980)")
-    p.add_argument("--network_name", default=None, help="must match the checkpoint if given")
-    p.add_argument("--embedding_layer_size", type=int, default=None, help="must match the checkpoint if given")
-    p.add_argument("--use_multi_branch", action="store_true", default=None, help="must match the checkpoint if given")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_data_arguments(p)
-    # these come from the checkpoint unless given (and then they must agree with it)
-    p.set_defaults(sequence_length=None, normalize_pose=None)
-    return p
+TTA_CHOICES = ("none", "time_flip")
+WINDOW_CHOICES = ("center", "all")
 
 
-def checkpoint_settings(ckpt: dict) -> tuple[dict, dict]:
-    """(model_args, preprocessing) of a loaded checkpoint; the original format gets the original's defaults."""
-    model_args = dict(ckpt["model_args"])
-    prep = dict((ckpt.get("extra") or {}).get("preprocessing") or {})
-    run_args = ckpt.get("run_args") or {}
-    prep.setdefault("sequence_length", int(run_args.get("sequence_length", 60) or 60))
-    prep.setdefault("normalize_pose", "off")
-    prep.setdefault("multi_branch", int(model_args.get("num_input_branches", 1)) > 1)
-    prep.setdefault("all_angles", False)
-    return model_args, prep
+def window_starts(length: int, sequence_length: int, windows: str = "center") -> list[int]:
+    """Start frames of the windows used for one sequence of ``length`` frames."""
+    if length < sequence_length:
+        raise ValueError(f"a sequence of {length} frames is shorter than the window ({sequence_length}); "
+                         "load poses with padding (the default)")
+    if windows == "center":
+        return [centre_window_start(length, sequence_length)]
+    if windows == "all":
+        stride = max(1, sequence_length // 2)
+        starts = list(range(0, length - sequence_length + 1, stride))
+        if starts[-1] != length - sequence_length:
+            starts.append(length - sequence_length)
+        return starts
+    raise ValueError(f"unknown windows {windows!r}; use one of {WINDOW_CHOICES}")
 
 
-def check_flags(args, model_args: dict, prep: dict, path) -> None:
-    """A flag given on the command line must agree with the checkpoint: the checkpoint describes the model."""
-    pairs = [("--network_name", args.network_name, model_args.get("network_name")),
-             ("--embedding_layer_size", args.embedding_layer_size, model_args.get("embedding_size")),
-             ("--use_multi_branch", args.use_multi_branch, prep.get("multi_branch")),
-             ("--sequence_length", args.sequence_length, prep.get("sequence_length")),
-             ("--normalize_pose", args.normalize_pose, prep.get("normalize_pose"))]
-    for flag, given, saved in pairs:
-        if given is not None and saved is not None and given != saved:
-            raise InputError(f"{flag} {given} disagrees with the checkpoint {path}, which was trained with {saved}; "
-                             f"leave {flag} out (the checkpoint decides) or use another checkpoint")
+@torch.inference_mode()
+def extract_embeddings(model: torch.nn.Module, poses, *, sequence_length: int = 60, multi_branch: bool = False,
+                       all_angles: bool = False, batch_size: int = 256, device: torch.device | str = "cpu",
+                       tta: str = "none", windows: str = "center", progress: bool = False) -> np.ndarray:
+    """(S, E) float32 embeddings of every sequence of a :class:`~gafnet.gait.poses.PoseSet`, in order."""
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"unknown tta {tta!r}; use one of {TTA_CHOICES}")
+    device = torch.device(device)
+    model.eval()
+    dtype = next(model.parameters()).dtype  # float32, or float64 for numerical checks
+    to_input = MultiInput(CONNECT_JOINT, enabled=multi_branch, all_angles=all_angles)
+    # every (sequence, start) window, as flat lists: owner[i] is the sequence of window i
+    owner, starts = [], []
+    for index, length in enumerate(poses.lengths.tolist()):
+        for start in window_starts(int(length), sequence_length, windows):
+            owner.append(index)
+            starts.append(start)
+    owner_arr = np.asarray(owner, dtype=np.int64)
+    passes = [False, True] if tta == "time_flip" else [False]
+    sums = None
+    batches = range(0, len(owner), batch_size)
+    if progress:
+        from tqdm import tqdm
 
-
-def split_number(args) -> int:
-    if args.split is not None:
-        return args.split
-    match = SPLIT_IN_NAME.search(Path(args.data_path).name)
-    if match is None:
-        raise InputError(f"cannot tell the split number from the file name {Path(args.data_path).name!r}; pass --split N")
-    return int(match.group(1))
-
-
-def print_rank(title: str, result) -> None:
-    cmc = 100.0 * result.cmc
-    ranks = [r for r in (1, 5, 10, 20) if r <= len(cmc)]
-    print(f"{title}: " + "  ".join(f"Rank-{r} {cmc[r - 1]:.2f}" for r in ranks) + f"  mAP {100.0 * result.mAP:.2f}"
-          f"  ({result.num_valid} of {result.num_queries} queries with a valid match)")
-
-
-def run(args: argparse.Namespace) -> dict:
-    from ..device import choose_device
-    from . import protocols
-    from .checkpoint import build_model_from_checkpoint, load_checkpoint
-
-    if args.batch_size < 1:
-        raise InputError(f"--batch_size must be at least 1, got {args.batch_size}")
-    fmt = poses_mod.get_format(args.dataset)
-    if not Path(args.data_path).is_file():
-        raise InputError(f"pose file not found: {args.data_path}")
-    split = split_number(args) if fmt.name == "iLIDS" else None
-    device = choose_device(args.device)
-    ckpt = load_checkpoint(args.weight_path)
-    model_args, prep = checkpoint_settings(ckpt)
-    check_flags(args, model_args, prep, args.weight_path)
-    prep["drop_short"] = bool(args.drop_short)
-    if prep["normalize_pose"] not in NORMALIZE_CHOICES:
-        raise InputError(f"{args.weight_path}: unknown normalize_pose {prep['normalize_pose']!r}")
-    model = build_model_from_checkpoint(ckpt).to(device)
-    print(f"model {model_args} from {args.weight_path} ({ckpt.get('format')} format); preprocessing {prep}; "
-          f"device {device}")
-    pose_set = load_pose_file(args.data_path, args.dataset, prep, args.cache_dir, "data_path")
-    t0 = time.perf_counter()
-    feats = extract_embeddings(model, pose_set, sequence_length=prep["sequence_length"],
-                               multi_branch=prep["multi_branch"], all_angles=prep["all_angles"],
-                               batch_size=args.batch_size, device=device, tta=args.tta, windows=args.windows,
-                               progress=not args.quiet)
-    elapsed = time.perf_counter() - t0
-    print(f"embedded {len(pose_set)} sequences in {elapsed:.1f} s ({len(pose_set) / max(elapsed, 1e-9):.1f} sequences/s)")
-    out_dir = Path(args.output_dir)
-    fields = pose_set.target_fields
-    result = {"embeddings": feats, "targets": pose_set.targets}
-    if fmt.name == "iLIDS":
-        pids, cams = pose_set.column(fields[0]), pose_set.column(fields[1])
-        res = protocols.evaluate_ilids(feats, pids, cams)
-        print_rank(f"gait only, split {split} (query camera 1, gallery camera 2)", res)
-        for kind, cam in (("query", 1), ("gallery", 2)):
-            rows = np.flatnonzero(cams == cam)
-            order = rows[np.argsort(pids[rows], kind="stable")]
-            path = out_dir / f"{kind}_split{split}.csv"
-            write_embedding_csv(path, feats[order], pids[order], cams[order])
-            print(f"wrote {path} ({len(order)} rows, {feats.shape[1]}-d)")
-        result["rank"] = res
-    elif fmt.name == "mars":
-        res = protocols.evaluate_mars(feats, pose_set.column(fields[0]), pose_set.column(fields[1]),
-                                      pose_set.column(fields[2]), query_list=args.query_list, protocol=args.protocol)
-        print_rank(f"gait only, MARS ({args.protocol} protocol)", res)
-        result["rank"] = res
-    else:
-        table = protocols.casia_b_table(feats, *(pose_set.column(f) for f in fields[:4]))
-        print(table.format_table())
-        path = out_dir / "casia_b_table.csv"
-        table.to_csv(path)
-        print(f"wrote {path}")
-        result["casia"] = table
-    return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_main("evaluate.py", build_parser(), run, argv, keep_freed_memory=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        batches = tqdm(batches, desc="extracting", unit="batch", dynamic_ncols=True)
+    for b in batches:
+        chunk = range(b, min(b + batch_size, len(owner)))
+        windows_np = [poses.sequence(owner[i])[starts[i]:starts[i] + sequence_length] for i in chunk]  # (L, V, C)
+        for reverse in passes:
+            batch = np.stack([to_input(w[::-1] if reverse else w) for w in windows_np])  # (B, I, C, T, V)
+            x = torch.from_numpy(batch.astype(np.float32, copy=False)).to(device=device, dtype=dtype)
+            out = model(x).float().cpu().numpy()  # (B, E)
+            if sums is None:
+                sums = np.zeros((len(poses), out.shape[1]), dtype=np.float64)
+                counts = np.zeros(len(poses), dtype=np.int64)
+            np.add.at(sums, owner_arr[b:b + len(out)], out)
+            np.add.at(counts, owner_arr[b:b + len(out)], 1)
+    if sums is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    if len(passes) == 1 and windows == "center":
+        return sums.astype(np.float32)  # exactly the model output (already L2-normalised)
+    mean = sums / counts[:, None]
+    return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)

@@ -34,11 +34,13 @@ from typing import NamedTuple
 import numpy as np
 
 from ..atomic import atomic_path
+from ..cache import check_regular_file
 from ..errors import InputError
-from ..metrics import RankResult, as_feature_array, as_id_array, rank_features, squared_euclidean
+from ..metrics import (RankResult, as_feature_array, as_id_array, rank_features, squared_euclidean)
 
 __all__ = [
-    "ILIDS_QUERY_CAMERA", "ILIDS_GALLERY_CAMERA", "evaluate_ilids",
+    "reported_ranks", "format_ranks",
+    "ILIDS_QUERY_CAMERA", "ILIDS_GALLERY_CAMERA", "ilids_query_gallery", "evaluate_ilids",
     "CASIA_VIEWS", "CASIA_CONDITIONS", "CasiaResult", "casia_b_table",
     "MARS_PROTOCOLS", "MARS_QUERY_LIST", "MarsSplit", "load_mars_query_list", "mars_split", "evaluate_mars",
 ]
@@ -67,10 +69,42 @@ def _few(items, limit: int = 5) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
+# ---------------------------------------------------------------------------------------------- reporting
+
+REPORTED_RANKS = (1, 5, 10, 20)
+
+
+def reported_ranks(result: RankResult, ranks=REPORTED_RANKS) -> dict[int, float]:
+    """{k: Rank-k in %} for the ``ranks`` that exist: k ≤ the length of the CMC, i.e. the gallery size (a
+    gallery of 5 tracklets has no Rank-10 or Rank-20; they are left out rather than reported wrong)."""
+    return {k: 100.0 * float(result.cmc[k - 1]) for k in ranks if k <= len(result.cmc)}
+
+
+def format_ranks(result: RankResult, ranks=REPORTED_RANKS) -> str:
+    """"Rank-1 a  Rank-5 b  …  mAP m" with only the ranks within the gallery size (:func:`reported_ranks`)."""
+    cells = [f"Rank-{k} {value:.2f}" for k, value in reported_ranks(result, ranks).items()]
+    return "  ".join(cells + [f"mAP {100.0 * result.mAP:.2f}"])
+
+
 # ---------------------------------------------------------------------------------------------- iLIDS-VID
 
 ILIDS_QUERY_CAMERA = 1
 ILIDS_GALLERY_CAMERA = 2
+
+
+def ilids_query_gallery(camids) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the query (camera 1) and gallery (camera 2) sequences, InputError for other cameras or
+    a missing one."""
+    camids = _ids("camids", camids)
+    present = set(np.unique(camids).tolist())
+    expected = {ILIDS_QUERY_CAMERA, ILIDS_GALLERY_CAMERA}
+    if present - expected:
+        raise InputError(f"iLIDS-VID has cameras 1 and 2 only, found camera id(s) {sorted(present - expected)}")
+    for cam, role in ((ILIDS_QUERY_CAMERA, "query"), (ILIDS_GALLERY_CAMERA, "gallery")):
+        if cam not in present:
+            raise InputError(f"no sequence from camera {cam} (the {role} camera of iLIDS-VID); "
+                             f"pass both cameras' sequences of the test identities")
+    return np.nonzero(camids == ILIDS_QUERY_CAMERA)[0], np.nonzero(camids == ILIDS_GALLERY_CAMERA)[0]
 
 
 def evaluate_ilids(features, pids, camids, max_rank: int = 50) -> RankResult:
@@ -83,16 +117,7 @@ def evaluate_ilids(features, pids, camids, max_rank: int = 50) -> RankResult:
     camids = _ids("camids", camids)
     pids = _ids("pids", pids, camids.shape[0])
     features = _features(features, camids.shape[0])
-    present = set(np.unique(camids).tolist())
-    expected = {ILIDS_QUERY_CAMERA, ILIDS_GALLERY_CAMERA}
-    if present - expected:
-        raise InputError(f"iLIDS-VID has cameras 1 and 2 only, found camera id(s) {sorted(present - expected)}")
-    for cam, role in ((ILIDS_QUERY_CAMERA, "query"), (ILIDS_GALLERY_CAMERA, "gallery")):
-        if cam not in present:
-            raise InputError(f"no sequence from camera {cam} (the {role} camera of iLIDS-VID); "
-                             f"pass both cameras' sequences of the test identities")
-    q = np.nonzero(camids == ILIDS_QUERY_CAMERA)[0]
-    g = np.nonzero(camids == ILIDS_GALLERY_CAMERA)[0]
+    q, g = ilids_query_gallery(camids)
     return rank_features(features[q], features[g], pids[q], pids[g], camids[q], camids[g], max_rank=max_rank)
 
 
@@ -307,9 +332,9 @@ def load_mars_query_list(path: str | os.PathLike | None = None) -> np.ndarray:
 
     ``None`` reads the shipped list of the 1,980 standard MARS query tracklets.
     """
-    path = Path(MARS_QUERY_LIST if path is None else path)
+    path = check_regular_file(MARS_QUERY_LIST if path is None else path, "MARS query list")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a UTF-8 BOM is not part of the header
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise InputError(f"cannot read the MARS query list {path}: {exc.strerror or exc}") from None

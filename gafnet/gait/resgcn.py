@@ -582,14 +582,36 @@ def _init_parameters(model: nn.Module) -> None:
                     nn.init.zeros_(block.bn_up.weight)
 
 
-def build_model(network_name: str = DEFAULT_NETWORK, num_input_branches: int = 1, num_channels: int = 3,
-                embedding_size: int = 128) -> ResGCN:
-    """Build a ResGCN from its name, e.g. ``build_model("resgcn-n39-r8", 1, 3, 128)`` (the paper's model)."""
-    spec = parse_network_name(network_name)
+#: Sane bounds of the model arguments, checked before anything is built: GaitGraph uses 1 or 3 input branches
+#: of 3 or 6 channels and 128-d (or 256-d) embeddings. A checkpoint asking for 100,000 branches or a 10⁸-d
+#: embedding (a 100 GB head) is refused instead of hanging or exhausting memory.
+MODEL_ARG_LIMITS = {"num_input_branches": (1, 8), "num_channels": (1, 64), "embedding_size": (1, 4096)}
+
+
+def check_model_args(network_name, num_input_branches, num_channels, embedding_size, where: str = "") -> NetworkSpec:
+    """The parsed network name if every model argument is of the right type and within MODEL_ARG_LIMITS;
+    InputError (prefixed with ``where``) otherwise."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(network_name, str):
+        raise InputError(f"{prefix}network_name must be a text such as {DEFAULT_NETWORK!r}, got {network_name!r}")
+    try:
+        spec = parse_network_name(network_name)
+    except UnknownNetworkError as exc:
+        raise UnknownNetworkError(f"{prefix}{exc}") from None
     for label, value in (("num_input_branches", num_input_branches), ("num_channels", num_channels),
                          ("embedding_size", embedding_size)):
-        if int(value) < 1:
-            raise InputError(f"{label} must be a positive integer, got {value!r}")
+        low, high = MODEL_ARG_LIMITS[label]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(f"{prefix}{label} must be an integer from {low} to {high}, got {value!r}")
+    return spec
+
+
+def build_model(network_name: str = DEFAULT_NETWORK, num_input_branches: int = 1, num_channels: int = 3,
+                embedding_size: int = 128) -> ResGCN:
+    """Build a ResGCN from its name, e.g. ``build_model("resgcn-n39-r8", 1, 3, 128)`` (the paper's model).
+
+    The arguments are checked first (:func:`check_model_args`): InputError for a bad one."""
+    spec = check_model_args(network_name, num_input_branches, num_channels, embedding_size)
     A = torch.from_numpy(coco_adjacency())  # (4, 17, 17)
     return ResGCN(spec.structure, spec.block, spec.reduction, int(num_input_branches), int(num_channels),
                   int(embedding_size), A)

@@ -11,7 +11,8 @@ Usage (from gaitgraph/src):
     python evaluate.py mars <mars_test.csv> --weight_path <checkpoint> --protocol official
 
 Options: --tta time_flip, --windows all, --batch_size, --device auto|cpu|cuda. The model and its preprocessing
-come from the checkpoint (ours or the original GaitGraph's). The logic lives in gafnet/gait/extraction.py.
+come from the checkpoint (ours or the original GaitGraph's). The command is gafnet/gait/evaluate_cli.py, the
+extraction library gafnet/gait/extraction.py; see docs/training.md.
 """
 
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gafnet.gait.extraction import main  # noqa: E402
+from gafnet.gait.evaluate_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

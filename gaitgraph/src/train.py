@@ -14,7 +14,7 @@ Usage (from gaitgraph/src):
     # resume an interrupted run
     python train.py iLIDS ../../poses/splits_pit/train_split0.csv --checkpoint_path ../../runs/pit-split0/last.pt ...
 
-The logic lives in gafnet/gait/training.py; see the README.
+The command is gafnet/gait/train_cli.py, the training library gafnet/gait/training.py; see docs/training.md.
 """
 
 import sys
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gafnet.gait.training import main  # noqa: E402
+from gafnet.gait.train_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
