@@ -360,7 +360,7 @@ def test_arrow_behaviours_the_fast_path_relies_on():
     import pyarrow as pa
 
     def clean(text: bytes):
-        return P._read_clean_piece(pa.py_buffer(text), 0, len(text), 2)
+        return P._read_clean_piece(pa.py_buffer(text), 0, len(text), 2, P._ValueRows(len(text)))
 
     row = f"cam1_person001_00001.png,{GOOD}"
     assert clean(f"{row}\n{row}\r\n{row}\r{row}".encode()).lines.tolist() == [2, 3, 4, 5]
@@ -473,3 +473,11 @@ def test_truncating_the_file_while_it_is_read_never_kills_the_process(tmp_path):
             child.kill()
     assert child.returncode in (0, 2), f"exit status {child.returncode} (a negative one is a signal): {stderr[-2000:]}"
     assert "Traceback" not in stderr
+
+
+def test_nul_bytes_are_ordinary_characters():
+    data = (f"{HEADER}\ncam1_person001_00001.png,{GOOD}\ncam1_person001_00002.png\x00,{GOOD}\n"
+            f"cam1_person001_00003.png,1.5\x00{GOOD[3:]}\n").encode()
+    fast, slow = both(data)
+    assert_same(fast, slow)
+    assert fast.report.bad_lines == [(3, "unparsable image name"), (4, "non-numeric value")]

@@ -392,13 +392,14 @@ def parse_pose_bytes(data: bytes, dataset: str | PoseFormat, *, path: str = "", 
                             "as the original does")
     pieces, first_line = [], 2
     buffer = pa.py_buffer(data)  # zero-copy: Arrow reads the pieces from the bytes in memory
+    values = _ValueRows(len(data))
     for a, b in _piece_bounds(data, body):
-        piece = _read_clean_piece(buffer, a, b, first_line)
+        piece = _read_clean_piece(buffer, a, b, first_line, values)
         if piece is None:
-            piece = _read_piece_slowly(data[a:b], first_line)
+            piece = _read_piece_slowly(data[a:b], first_line, values, done=b)
         pieces.append(piece)
         first_line += piece.line_count
-    return _build(pieces, fmt, report, max_listed)
+    return _build(pieces, values.filled(), fmt, report, max_listed)
 
 
 def _header_end(data: bytes, start: int = 0) -> int:
@@ -421,17 +422,46 @@ def _piece_bounds(data: bytes, start: int, size: int | None = None) -> list[tupl
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+class _ValueRows:
+    """The values of every piece's candidate rows, written piece after piece into one float32 array.
+
+    The array is sized from the rows per byte seen so far (+5 %) and grows when a file's rows get shorter;
+    :meth:`filled` is a view of the rows written, so the values are not copied once more at the end.
+    """
+
+    def __init__(self, total_bytes: int):
+        self.total_bytes = total_bytes
+        self.array = np.empty((0, NUM_VALUES), np.float32)
+        self.count = 0
+
+    def space(self, rows: int, done: int) -> np.ndarray:
+        """Room for the next ``rows`` rows; ``done``: bytes of the file read once they are in."""
+        need = self.count + rows
+        if need > len(self.array):
+            estimate = int(need / max(done, 1) * self.total_bytes * 1.05) + 1024
+            grown = np.empty((max(need, estimate, len(self.array) * 3 // 2), NUM_VALUES), np.float32)
+            grown[:self.count] = self.array[:self.count]
+            self.array = grown
+        return self.array[self.count:need]
+
+    def add(self, rows: int) -> None:
+        self.count += rows
+
+    def filled(self) -> np.ndarray:
+        return self.array[:self.count]
+
+
 @dataclass
 class _Piece:
     """The lines of one piece of the file.
 
-    Rows with the right number of columns ("candidates") keep their name, line number, values and value
-    reason (0, NON_NUMERIC or NOT_FINITE); their name is checked later, for every piece at once. Rows with
-    the wrong number of columns are only listed (or counted as junk, if their name says so).
+    Rows with the right number of columns ("candidates") keep their name, line number and value reason (0,
+    NON_NUMERIC or NOT_FINITE), their values go to :class:`_ValueRows`; their name is checked later, for every
+    piece at once. Rows with the wrong number of columns are only listed (or counted as junk, if their name
+    says so).
     """
 
     names: object  # pyarrow string array, one name per candidate row
-    values: np.ndarray  # (n, 51) float32
     reasons: np.ndarray  # (n,) int8
     lines: np.ndarray  # (n,) int64 file line numbers
     line_count: int  # lines in the piece, empty ones included
@@ -444,8 +474,8 @@ class _Piece:
 _COLUMN_NAMES = ["image_name"] + [f"v{j}" for j in range(NUM_VALUES)]
 
 
-def _read_clean_piece(buffer, start: int, stop: int, first_line: int) -> _Piece | None:
-    """The fast path: Arrow's CSV reader on data[start:stop]; None unless the piece is clean.
+def _read_clean_piece(buffer, start: int, stop: int, first_line: int, out: _ValueRows) -> _Piece | None:
+    """The fast path: Arrow's CSV reader on data[start:stop], values into ``out``; None unless the piece is clean.
 
     Clean: Arrow reads it with the fixed schema, which rejects a wrong number of columns, an empty line (as
     the options keep empty lines, an empty line is a row of one column), a cell that is not a number, a name
@@ -469,7 +499,7 @@ def _read_clean_piece(buffer, start: int, stop: int, first_line: int) -> _Piece 
     names = table.column(0).combine_chunks()
     if n and pc.any(pc.starts_with(names, "\ufeff")).as_py():
         return None
-    values = np.empty((n, NUM_VALUES), np.float32)
+    values = out.space(n, stop)
     row = 0
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range: inf, rejected below
         for batch in table.to_batches():
@@ -479,7 +509,8 @@ def _read_clean_piece(buffer, start: int, stop: int, first_line: int) -> _Piece 
             row += batch.num_rows
     if not np.isfinite(values).all():
         return None
-    return _Piece(names=names, values=values, reasons=np.zeros(n, np.int8),
+    out.add(n)
+    return _Piece(names=names, reasons=np.zeros(n, np.int8),
                   lines=np.arange(first_line, first_line + n, dtype=np.int64), line_count=n)
 
 
@@ -509,8 +540,8 @@ def cell_value(cell: bytes) -> float | None:
     return None
 
 
-def _read_piece_slowly(piece: bytes, first_line: int) -> _Piece:
-    """The slow path: the piece's lines one by one, in plain Python (see :func:`cell_value`)."""
+def _read_piece_slowly(piece: bytes, first_line: int, out: _ValueRows, done: int = 0) -> _Piece:
+    """The slow path: the piece's lines one by one, in plain Python (see :func:`cell_value`); values into ``out``."""
     names, lines, reasons = [], [], []
     values = array("d")  # NUM_VALUES doubles per candidate row
     ragged_lines, ragged_columns = [], []
@@ -554,7 +585,9 @@ def _read_piece_slowly(piece: bytes, first_line: int) -> _Piece:
         block = np.array(values, np.float64).reshape(-1, NUM_VALUES).astype(np.float32)
     reasons = np.array(reasons, np.int8)
     reasons[(reasons == 0) & ~np.isfinite(block).all(axis=1)] = NOT_FINITE
-    return _Piece(names=pa.array(names, pa.string()), values=block, reasons=reasons,
+    out.space(len(block), done)[:] = block
+    out.add(len(block))
+    return _Piece(names=pa.array(names, pa.string()), reasons=reasons,
                   lines=np.array(lines, np.int64), line_count=line_count, ragged_lines=ragged_lines,
                   ragged_columns=ragged_columns, ragged_junk=ragged_junk, empty_lines=empty)
 
@@ -604,16 +637,18 @@ def _numpy(result) -> np.ndarray:
     return result.to_numpy(zero_copy_only=False)
 
 
-def _build(pieces: Sequence[_Piece], fmt: PoseFormat, report: PoseReport, max_listed: int) -> PoseSet:
-    """Checks the names of every piece's candidate rows, makes the report and groups the good rows."""
+def _build(pieces: Sequence[_Piece], values: np.ndarray, fmt: PoseFormat, report: PoseReport,
+           max_listed: int) -> PoseSet:
+    """Checks the names of every piece's candidate rows (their values: ``values``, in order), makes the report
+    and groups the good rows."""
     k = len(fmt.fields)
-    pieces = list(pieces) or [_read_piece_slowly(b"", 2)]  # a file without data lines: no rows
+    pieces = list(pieces) or [_read_piece_slowly(b"", 2, _ValueRows(0))]  # a file without data lines: no rows
 
     def joined(arrays):
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
-    names = pa.chunked_array([p.names.cast(pa.large_string()) for p in pieces], pa.large_string())
-    values = joined([p.values for p in pieces])
+    chunks = [c for p in pieces for c in (p.names.chunks if isinstance(p.names, pa.ChunkedArray) else [p.names])]
+    names = pa.chunked_array(chunks, pa.string())  # pa.array makes several chunks of names over 2 GB
     value_reason = joined([p.reasons for p in pieces])
     lines = joined([p.lines for p in pieces])
     ragged_lines = np.array([n for p in pieces for n in p.ragged_lines], np.int64)
