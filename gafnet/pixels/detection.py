@@ -38,6 +38,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+WINDOW = (64, 128)  # (width, height) of the default people detector's window
+
+
 class HogPeopleDetector:
     """OpenCV's default HOG people detector; :meth:`detect` → (N, 4) boxes ``x, y, w, h`` and (N,) SVM scores."""
 
@@ -65,6 +68,8 @@ class HogPeopleDetector:
         cv2 = self._cv2
         image = frame if self.upscale == 1 else cv2.resize(frame, None, fx=self.upscale, fy=self.upscale,
                                                            interpolation=cv2.INTER_LINEAR)
+        if image.shape[0] < WINDOW[1] or image.shape[1] < WINDOW[0]:
+            return np.zeros((0, 4)), np.zeros(0)  # smaller than the detection window: OpenCV would abort the process
         rects, weights = self._hog.detectMultiScale(image, hitThreshold=self.hit_threshold,
                                                     winStride=(self.win_stride, self.win_stride), padding=(8, 8),
                                                     scale=self.scale)

@@ -101,44 +101,46 @@ def track_video(path, camera_id: int, backend: PoseBackend | None, detector: Hog
         bar = tqdm(total=info.frame_count or None, desc=Path(path).name, unit="frame", dynamic_ncols=True)
     count = 0
     t0 = time.perf_counter()
-    for index, frame in frames_iter:
-        t1 = time.perf_counter()
-        timings["decode"] += t1 - t0
-        buffer.append((index, frame))
-        if multi:
-            det = backend.detect(frame)
-            boxes, scores, poses = det.boxes, det.scores, det.poses
-        else:
-            boxes, scores = detector.detect(frame)
-            poses = None
-        t2 = time.perf_counter()
-        timings["detect"] += t2 - t1
-        assigned = tracker.update(index, boxes, scores)
-        t3 = time.perf_counter()
-        timings["track"] += t3 - t2
-        frames_by_index = dict(buffer)
-        for det_index, tid in assigned:
-            track = next(t for t in tracker.active if t.track_id == tid)
-            tracks_by_id[tid] = track
-            have = crops.setdefault(tid, [])
-            pose_list = det_poses.setdefault(tid, [])
-            for k in range(len(have), len(track.frames)):
-                f = track.frames[k]
-                image = frames_by_index.get(f)
-                if image is None:  # cannot happen while the buffer holds max_age + 2 frames
-                    raise RuntimeError(f"frame {f} left the buffer")
-                x, y, w, h = expand_box(track.boxes[k], info.width, info.height, *margin)
-                have.append(np.ascontiguousarray(image[y:y + h, x:x + w]))
-                if multi:
-                    di = track.detection_index[k]
-                    pose_list.append(poses[di] if di >= 0 and poses is not None else empty_poses(1)[0])
-        timings["crop"] += time.perf_counter() - t3
-        count += 1
+    try:
+        for index, frame in frames_iter:
+            t1 = time.perf_counter()
+            timings["decode"] += t1 - t0
+            buffer.append((index, frame))
+            if multi:
+                det = backend.detect(frame)
+                boxes, scores, poses = det.boxes, det.scores, det.poses
+            else:
+                boxes, scores = detector.detect(frame)
+                poses = None
+            t2 = time.perf_counter()
+            timings["detect"] += t2 - t1
+            assigned = tracker.update(index, boxes, scores)
+            t3 = time.perf_counter()
+            timings["track"] += t3 - t2
+            frames_by_index = dict(buffer)
+            for det_index, tid in assigned:
+                track = next(t for t in tracker.active if t.track_id == tid)
+                tracks_by_id[tid] = track
+                have = crops.setdefault(tid, [])
+                pose_list = det_poses.setdefault(tid, [])
+                for k in range(len(have), len(track.frames)):
+                    f = track.frames[k]
+                    image = frames_by_index.get(f)
+                    if image is None:  # cannot happen while the buffer holds max_age + 2 frames
+                        raise RuntimeError(f"frame {f} left the buffer")
+                    x, y, w, h = expand_box(track.boxes[k], info.width, info.height, *margin)
+                    have.append(np.ascontiguousarray(image[y:y + h, x:x + w]))
+                    if multi:
+                        di = track.detection_index[k]
+                        pose_list.append(poses[di] if di >= 0 and poses is not None else empty_poses(1)[0])
+            timings["crop"] += time.perf_counter() - t3
+            count += 1
+            if bar is not None:
+                bar.update(1)
+            t0 = time.perf_counter()
+    finally:  # a bad frame ends the bar before its error line is printed
         if bar is not None:
-            bar.update(1)
-        t0 = time.perf_counter()
-    if bar is not None:
-        bar.close()
+            bar.close()
     tracks = tracker.finish()
     tracklets, interpolated, short = [], {}, set()
     t4 = time.perf_counter()
