@@ -505,7 +505,7 @@ def _read_clean_piece(buffer, start: int, stop: int, first_line: int, out: _Valu
         for batch in table.to_batches():
             block = values[row:row + batch.num_rows]
             for j in range(NUM_VALUES):
-                block[:, j] = batch.column(j + 1).to_numpy()
+                block[:, j] = _numpy(batch.column(j + 1))
             row += batch.num_rows
     if not np.isfinite(values).all():
         return None
@@ -619,22 +619,31 @@ def _name_codes(names, fmt: PoseFormat) -> _NameCodes:
     codes = _numpy(encoded.indices).astype(np.int64)
     distinct = encoded.dictionary
     extracted = pc.extract_regex(distinct, f"^{fmt.key_pattern}$")
-    valid = extracted.is_valid()
+    valid = _numpy(extracted.is_valid())
     key_table = np.zeros((len(distinct), len(fmt.fields)), dtype=np.int64)
     for k, group in enumerate(fmt.fields):
-        texts = pc.if_else(valid, extracted.field(group), pa.scalar(None, pa.string())).to_pylist()
-        key_table[:, k] = [0 if t is None else fmt.field_value(group, t) for t in texts]
-    matched = cut & _numpy(valid)[codes]
+        texts = extracted.field(group).to_pylist()
+        key_table[:, k] = [fmt.field_value(group, t) if ok else 0 for t, ok in zip(texts, valid)]
+    matched = cut & valid[codes]
     if "person" in fmt.fields:  # MARS person "00-1" is junk, whatever the name's directories
         junk |= matched & (key_table[codes, fmt.fields.index("person")] == -1)
     return _NameCodes(junk, matched, codes, key_table)
 
 
+_NUMPY_TYPES = {pa.float64(): np.float64, pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32,
+                pa.int64(): np.int64, pa.uint8(): np.uint8}
+
+
 def _numpy(result) -> np.ndarray:
-    """A pyarrow Array or ChunkedArray (of numbers or booleans) as one numpy array."""
+    """A pyarrow Array or ChunkedArray of numbers or booleans without nulls, as a numpy array (a view where
+    possible). Not ``to_numpy``: in pyarrow 26 its first call imports pandas, 0.3-0.6 s of every first parse."""
     if isinstance(result, pa.ChunkedArray):
         result = result.combine_chunks()
-    return result.to_numpy(zero_copy_only=False)
+    assert result.null_count == 0
+    if pa.types.is_boolean(result.type):  # stored as bits: one byte each first
+        return _numpy(pc.cast(result, pa.uint8())).view(bool)
+    dtype = np.dtype(_NUMPY_TYPES[result.type])
+    return np.frombuffer(result.buffers()[1], dtype, len(result), result.offset * dtype.itemsize)
 
 
 def _build(pieces: Sequence[_Piece], values: np.ndarray, fmt: PoseFormat, report: PoseReport,
