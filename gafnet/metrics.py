@@ -133,33 +133,37 @@ def _preceding_few(dist, thr, match_col, same_rows, same_cols) -> np.ndarray:
 
 
 def _preceding_many(dist, thr, match_col, same_rows, same_cols) -> np.ndarray:
-    """(c, m) valid non-matches before each match: every item bucketed between the sorted match distances."""
+    """(c, m) valid non-matches before each match: each row's items bucketed between its sorted match distances.
+
+    Row by row (small temporaries that stay in cache): the bucket of an item is the number of matches closer
+    than it; an item whose distance equals the next match's is moved past the tied matches with a higher
+    gallery index; a count of items per bucket, minus the same-pid items (matches, junk), gives the answer.
+    """
     c, m = thr.shape
-    bucket = np.empty(dist.shape, dtype=np.int32)  # (c, G) number of matches closer than each item
+    padded = np.concatenate([thr, np.full((c, 1), np.inf, dtype=thr.dtype)], axis=1)  # (c, m + 1)
+    row_start = np.searchsorted(same_rows, np.arange(c + 1))  # same_rows is ascending
+    out = np.empty((c, m), dtype=np.int64)
     for r in range(c):
-        bucket[r] = np.searchsorted(thr[r], dist[r], side="left")
-    width = m + 1  # buckets 0..m; also the row stride of the padded thresholds
-    bucket += (np.arange(c, dtype=np.int32) * np.int32(width))[:, None]  # flat (row, bucket) index
-    padded = np.concatenate([thr, np.full((c, 1), np.inf, dtype=thr.dtype)], axis=1).ravel()
-    tied = np.take(padded, bucket) == dist  # the item's distance equals the next match's
-    tied[same_rows, same_cols] = False  # same-pid items are taken out below
-    if tied.any():  # equal distances: an item precedes a tied match iff its gallery index is lower
-        tr, tc = np.nonzero(tied)
-        flat = bucket[tr, tc].astype(np.int64)
-        dval = dist[tr, tc]
-        k = flat - tr * width  # bucket within the row
-        new = flat.copy()
-        while True:
-            inside = (k < m) & (padded[tr * width + np.minimum(k, m)] == dval)
-            if not inside.any():
-                break
-            new += inside & (match_col[tr, np.minimum(k, m - 1)] < tc)
-            k += 1
-        bucket[tr, tc] = new
-    # Count every item per bucket, then take the same-pid items (matches, junk) back out.
-    counts = np.bincount(bucket.ravel(), minlength=c * width)
-    counts -= np.bincount(bucket[same_rows, same_cols], minlength=c * width)
-    return np.cumsum(counts.reshape(c, width)[:, :m], axis=1)
+        row, limits = dist[r], padded[r]
+        bucket = np.searchsorted(thr[r], row, side="left")
+        cols = same_cols[row_start[r]:row_start[r + 1]]
+        tied = limits[bucket] == row  # the item's distance equals the next match's
+        tied[cols] = False  # same-pid items are taken out below
+        if tied.any():  # equal distances: an item precedes a tied match iff its gallery index is lower
+            tc = np.flatnonzero(tied)
+            k, value = bucket[tc], row[tc]
+            moved = k.copy()
+            while True:
+                inside = (k < m) & (limits[np.minimum(k, m)] == value)
+                if not inside.any():
+                    break
+                moved += inside & (match_col[r, np.minimum(k, m - 1)] < tc)
+                k = k + 1
+            bucket[tc] = moved
+        counts = np.bincount(bucket, minlength=m + 1)
+        counts -= np.bincount(bucket[cols], minlength=m + 1)
+        out[r] = np.cumsum(counts[:m])
+    return out
 
 
 def _rank_chunk(dist: np.ndarray, q_pids, q_camids, gallery: _GalleryIndex):
