@@ -234,7 +234,7 @@ class ParseCache(FileCache):
     """Parsed embedding CSVs in ``<cache root>/embeddings/`` (see :mod:`gafnet.cache` for the keys).
 
     An entry is three ``.npy`` arrays one after the other in one file: the features, the ids (N, 2 or 3) and a
-    JSON string; read straight into their arrays (no intermediate copy, unlike an ``.npz``).
+    JSON string. The features are memory-mapped on reading (no copy, unlike an ``.npz``).
     """
 
     def __init__(self, directory=None, enabled: bool = True):
@@ -242,8 +242,23 @@ class ParseCache(FileCache):
 
     @staticmethod
     def read_entry(path: Path, source: Path) -> EmbeddingTable:
+        """The table of an entry; its features are memory-mapped (read-only, straight from the page cache).
+
+        Entries are only ever replaced by a rename, never rewritten in place, so the mapped file cannot
+        shrink under the reader.
+        """
         with open(path, "rb") as fh:
-            features = np.load(fh, allow_pickle=False)
+            version = np.lib.format.read_magic(fh)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unexpected .npy version {version}")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+            if fortran or dtype.hasobject or len(shape) != 2:
+                raise ValueError("unexpected cache entry layout")
+            features = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            fh.seek(offset + features.nbytes)
             ids = np.load(fh, allow_pickle=False)
             meta = json.loads(str(np.load(fh, allow_pickle=False)))
         return EmbeddingTable(features=features, pids=ids[:, 0].copy(), camids=ids[:, 1].copy(), path=source,
