@@ -237,8 +237,11 @@ def test_gait_from_pose_csvs_and_crops_fused_by_eq4_equals_a_direct_computation(
     # refused for the other, naming both
     from gafnet.pixels.reid import Models
 
-    theirs = Models(gait_weights=original, device="cpu")
+    theirs, mine = Models(gait_weights=original, device="cpu"), Models(gait_weights=ours, device="cpu")
     assert theirs.describe()["gait"]["checkpoint_format"] == "original"
+    assert theirs.describe()["gait"]["preprocessing"] == mine.describe()["gait"]["preprocessing"]
+    tracklets, _ = reid.pose_csv_tracklets(clip_csv)
+    np.testing.assert_array_equal(theirs.gait_features(tracklets)[0], mine.gait_features(tracklets)[0])
     refused(capsys, "but this run uses gait 'GaitGraph resgcn-n39-r8' (weights sha256", "search", clip_csv,
             "--gallery", index, "--gait_weights", original, "--out", tmp_path / "x")
     refused(capsys, "was built with appearance 'colour'", "search", clip_csv, "--gallery", index, "--gait_weights",
@@ -311,6 +314,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
     # --top 0, fusion options, contradicting gait options
     refused(capsys, "--top must be at least 1", "search", folder, "--gallery", g, "--top", 0)
     refused(capsys, "--fusion score needs --weight", "search", folder, "--gallery", g, "--fusion", "score")
+    refused(capsys, "--appearance osnet_x1_0 needs --appearance_weights", "search", folder, "--gallery", g,
+            "--appearance", "osnet_x1_0", "--out", tmp_path / "r")
     refused(capsys, "--gait off and --gait_weights contradict", "search", folder, "--gallery", g, "--gait", "off",
             "--gait_weights", fake, "--out", tmp_path / "r")
     # an output folder that holds other files: refused, nothing deleted

@@ -82,6 +82,11 @@ class Models:
 
         if seq_len < 0:
             raise InputError(f"--seq_len must be ≥ 0 (0 = every frame), got {seq_len}")
+        if is_colour(appearance) and appearance_weights:
+            raise InputError("--appearance_weights is not used by --appearance colour (a weight-free descriptor)")
+        if not is_colour(appearance) and not appearance_weights:
+            raise InputError(f"--appearance {appearance} needs --appearance_weights FILE (a torchreid model-zoo "
+                             "checkpoint): without weights the network is random. --appearance colour is weight-free")
         if appearance_weights:
             check_regular_file(appearance_weights, "--appearance_weights")
         if gait == "off" and gait_weights:
@@ -407,6 +412,7 @@ def run_index(args) -> dict:
                 print(f"{path}: no person found, nothing added")
                 continue
             records = records_of(got.tracklets, models, timings)
+            warn_if_collapsed(records, str(path))
             info = {"input": str(path), "kind": got.kind, "identity": identity,
                     "added": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": _input_summary(got, records)}
             t = time.perf_counter()
@@ -427,6 +433,16 @@ def run_index(args) -> dict:
           f"{desc['gait']['model']}")
     print("  stages: " + _format_timings(timings))
     return {"index": str(args.out), "tracklets": total, "added": added, "timings_s": timings}
+
+
+def warn_if_collapsed(records: dict, what: str) -> None:
+    """One line on stderr when the gait embeddings are (nearly) all alike: an untrained or collapsed network."""
+    from ..metrics import collapse_warning
+
+    gait = records["gait"][records["has_pose"]] if records["gait"].shape[1] else None
+    warning = collapse_warning(gait, f"gait embeddings of {what}") if gait is not None and len(gait) > 1 else None
+    if warning:
+        print(f"{PROG}: {warning}", file=sys.stderr)
 
 
 def _input_summary(got: InputTracklets, records: dict) -> str:
@@ -709,8 +725,10 @@ def draw_sheet(path, results: dict, q: dict, gallery, m, rows, page: int) -> Non
     pages = f"  (queries {rows.start + 1}-{rows.stop} of {total})" if total > SHEET_PER_PAGE else ""
     ev = results.get("evaluation")
     score = f"; Rank-1 {100 * ev['rank1']:.1f} % over {ev['queries_evaluated']} queries" if ev else ""
-    gait_text = gait["model"] if gait["model"] != "off" else ("skipped (no weights)" if "no --gait_weights" in
-                                                               gait.get("note", "") else "off")
+    if gait["model"] != "off":
+        gait_text = f"{gait['model']} ({gait.get('checkpoint')})"
+    else:
+        gait_text = "skipped (no weights)" if "no --gait_weights" in gait.get("note", "") else "off"
     subtitle = (f"appearance: {app}    gait: {gait_text}    gallery: {results['gallery_size']} tracklets{pages}{score}\n"
                 "frames: green = same person as the query, red = another person, grey = ids unknown;  "
                 "#k = rank, (#k) = rank by that distance alone")
@@ -783,6 +801,7 @@ def run_demo(args) -> dict:
                          "read more frames (--max_frames)")
     gallery_records = records_of(halves["second"], models, timings)
     q = records_of(halves["first"], models, timings)
+    warn_if_collapsed(concat_records([gallery_records, q]), clip.name)
     try:
         index_dir = out.file("gallery_index")
         t = time.perf_counter()
@@ -822,25 +841,25 @@ def run_demo(args) -> dict:
 # ---------------------------------------------------------------------------------------------------- CLI
 def _common(p):
     add = p.add_argument
-    add("--appearance", default="colour", help="appearance model: colour (WEIGHT-FREE colour histograms, default) "
+    add("--appearance", default="colour", metavar="MODEL", help="appearance model: colour (WEIGHT-FREE colour histograms, default) "
         "or a torchreid model name (osnet_x1_0, …) with --appearance_weights")
-    add("--appearance_weights", default=None, help="torchreid checkpoint file for --appearance (a model-zoo .pth)")
-    add("--gait_weights", default=None, help="GaitGraph checkpoint: best.pt of gaitgraph/src/train.py or the original "
+    add("--appearance_weights", default=None, metavar="FILE", help="torchreid checkpoint file for --appearance (a model-zoo .pth)")
+    add("--gait_weights", default=None, metavar="CKPT", help="GaitGraph checkpoint: best.pt of gaitgraph/src/train.py or the original "
         "GaitGraph release (python -m gafnet.data download gaitgraph-weights); without it gait is skipped")
     add("--gait", choices=("auto", "off"), default="auto", help="auto: gait when --gait_weights is given (default); "
         "off: no gait, said explicitly")
-    add("--seq_len", type=int, default=0, help="appearance: frames per tracklet, spread evenly (default 0 = all)")
+    add("--seq_len", type=int, default=0, metavar="N", help="appearance: frames per tracklet, spread evenly (default 0 = all)")
     add("--pose_upscale", type=float, default=1.0, help="gait: enlarge each crop by this factor before MediaPipe "
         "(default 1)")
     add("--hog_upscale", type=float, default=2.0, help="videos: HOG frame enlargement (default 2: people down to "
         "~60 px tall)")
     add("--hog_scale", type=float, default=1.05, help="videos: HOG pyramid step (default 1.05; 1.1 is about twice "
         "as fast and finds fewer people)")
-    add("--max_frames", type=int, default=None, help="videos: read at most this many frames (default all)")
+    add("--max_frames", type=int, default=None, metavar="N", help="videos: read at most this many frames (default all)")
     add("--identity", choices=("path", "folder", "none"), default="path", help="person ids of tracklet folders: path "
         "= from iLIDS/PRID-style names (cam2/person007 → 7; default), folder = the tracklet folder's name "
         "(query/T07 and gallery/T07 are one person), none = unknown")
-    add("--crops", default=None, help="pose CSV inputs: the crops' folder (default: <csv>_crops/ for videos, the "
+    add("--crops", default=None, metavar="DIR", help="pose CSV inputs: the crops' folder (default: <csv>_crops/ for videos, the "
         "dataset folder of the .report.json for datasets)")
     add("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     add("--quiet", action="store_true", help="no progress bars")
@@ -850,9 +869,9 @@ def _fusion_options(p):
     p.add_argument("--fusion", choices=("concat", "score"), default="concat", help="concat: GAF-Net Eq. 4 "
                    "(d²_app + λ²·d²_gait)/(1 + λ²) (default); score: sum rule (1−w)·N(d_app) + w·N(d_gait) of "
                    "per-query normalised Euclidean distances")
-    p.add_argument("--lambda_val", type=float, default=DEFAULT_LAMBDA, help=f"concat: gait weight λ (default "
+    p.add_argument("--lambda_val", type=float, default=DEFAULT_LAMBDA, metavar="λ", help=f"concat: gait weight λ (default "
                    f"{DEFAULT_LAMBDA}, the paper's for PiT)")
-    p.add_argument("--weight", type=float, default=None, help="score: gait weight w in [0, 1] (required with "
+    p.add_argument("--weight", type=float, default=None, metavar="W", help="score: gait weight w in [0, 1] (required with "
                    "--fusion score)")
     p.add_argument("--score_norm", choices=("minmax", "zscore"), default="minmax",
                    help="score: per-query normalisation N (default minmax)")
@@ -864,9 +883,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="options of index/search go after the command: reid.py search --help")
     p.add_argument("--demo", action="store_true", help="run offline on the shipped vtest clip (outputs in --out, "
                    "default reid_demo/)")
-    p.add_argument("--out", default=None, help="demo: output folder (default reid_demo/)")
-    p.add_argument("--top", type=int, default=5, help="demo: matches per query (default 5)")
-    p.add_argument("--demo_min_half", type=int, default=8, help="demo: frames a track's half needs (default 8)")
+    p.add_argument("--out", default=None, metavar="DIR", help="demo: output folder (default reid_demo/)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="demo: matches per query (default 5)")
+    p.add_argument("--demo_min_half", type=int, default=8, metavar="N", help="demo: frames a track's half needs (default 8)")
     p.add_argument("--demo_hog_scale", type=float, default=1.1, help="demo: HOG pyramid step (default 1.1)")
     p.add_argument("--no_annotate", action="store_true", help="demo: no annotated copy of the clip")
     _fusion_options(p)
@@ -877,16 +896,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder); inputs already in it, unchanged, are skipped.")
     pi.add_argument("inputs", nargs="+", help="videos, folders of tracklet folders, pose CSVs of "
                     "tools/extract_poses.py")
-    pi.add_argument("--out", required=True, help="the index folder (created, or extended if it exists), e.g. "
+    pi.add_argument("--out", required=True, metavar="INDEX", help="the index folder (created, or extended if it exists), e.g. "
                     "gallery.npz or gallery_index/")
     _common(pi)
     ps = sub.add_parser("search", help="rank query tracklets against an index",
                         description="Rank every query tracklet against a gallery index; writes results.json and "
                         "contact_sheet.png.")
     ps.add_argument("inputs", nargs="+", help="query videos, folders of tracklet folders, pose CSVs")
-    ps.add_argument("--gallery", required=True, help="index folder written by reid.py index")
-    ps.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
-    ps.add_argument("--out", default="results", help="output folder: results.json + contact_sheet.png (default "
+    ps.add_argument("--gallery", required=True, metavar="INDEX", help="index folder written by reid.py index")
+    ps.add_argument("--top", type=int, default=10, metavar="K", help="matches per query (default 10)")
+    ps.add_argument("--out", default="results", metavar="DIR", help="output folder: results.json + contact_sheet.png (default "
                     "results/); must be new, empty, or an earlier results folder")
     ps.add_argument("--no_sheet", action="store_true", help="results.json only, no contact sheet (scripts)")
     ps.add_argument("--annotate", action="store_true", help="also write a copy of each query video with the track "

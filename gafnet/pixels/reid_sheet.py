@@ -55,7 +55,7 @@ def contact_sheet(path, queries: list[dict], title: str, subtitle: str = "") -> 
     th, tw = queries[0]["thumbs"][0].shape[:2]
     q_w, m_w = QUERY_THUMBS * tw, MATCH_THUMBS * tw
     gap, border = 14, 4
-    label_h, caption_h = 30, 46  # pixels of text above / below each strip
+    label_h, caption_h = 30, 52  # pixels of text above / below each strip
     row_h = label_h + th + caption_h
     left, q_gap = 16, 34
     width = left + q_w + q_gap + k * (m_w + gap) + 8
@@ -76,7 +76,7 @@ def contact_sheet(path, queries: list[dict], title: str, subtitle: str = "") -> 
     for r, q in enumerate(queries):
         top = head + r * row_h
         if r:
-            canvas[top - 8, 4:width - 4] = 204
+            canvas[top - 5, 4:width - 4] = 204
         paste(left, top + label_h, strip(q["thumbs"], QUERY_THUMBS), "#2166ac", 3)
         texts.append((left, top + 6, q["label"], {"fontsize": 9.5, "fontweight": "bold", "color": "#2166ac"}))
         for i, line in enumerate(q.get("lines", [])):
