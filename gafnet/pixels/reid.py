@@ -579,6 +579,11 @@ def run_search(args) -> dict:
     if not parts:
         raise InputError(f"no person found in {', '.join(map(str, args.inputs))}; nothing was written")
     q = concat_records(parts)
+    if models.gait_on:
+        notes.append(f"queries: {len(q['source'])} tracklets, {int((~q['has_pose']).sum())} without any pose "
+                     f"(ranked by appearance alone), {int(q['gait_padded'].sum())} gait-padded (shorter than the "
+                     f"window of {models.preprocessing['sequence_length']} + 1 frames)")
+        warn_if_collapsed(q, "the queries")
     t = time.perf_counter()
     matches = search(q, gallery, args.top, fusion, use_gait=models.gait_on)
     timings["search"] = time.perf_counter() - t
