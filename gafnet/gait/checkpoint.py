@@ -205,8 +205,8 @@ class Checkpoint:
                 stored[name] = None if value is None else float(value)
             else:
                 stored[name] = _plain(value, name)
-        with atomic_path(path, suffix=".pt") as tmp:
-            torch.save(stored, tmp)
+        with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+            torch.save(stored, fh)  # our file object: closed even when torch.save fails (it leaks its own)
         return Path(path)
 
 

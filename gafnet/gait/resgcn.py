@@ -23,6 +23,9 @@ out differs, to make it faster on a CPU:
 - ReLUs and residual additions run in place on fresh tensors; the pooling gradient is written channels-last;
 - the pooled features are flattened, not ``squeeze()``-d, so a batch of one works (the original broke there).
 
+Distributed training: :func:`use_global_batch_norm` turns every BatchNorm into a :class:`GlobalBatchNorm2d`,
+whose training statistics (in the folded convolutions too) are those of the global batch of all processes.
+
 Tensor layout: x is (N, I, C, T, V) = batch, input branches, channels, frames, joints; inside a branch (N, C, T, V).
 """
 
@@ -170,6 +173,75 @@ def _update_running_stats(bn: nn.BatchNorm2d, batch_mean: torch.Tensor, batch_va
         bn.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Batch statistics of the global batch of several processes (distributed training, gafnet.gait.distributed)
+
+
+def global_moments(rows: torch.Tensor, group, full: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(mean (C,), biased covariance (C, C) if ``full`` else variance (C,), row count) of the rows of EVERY process
+    of ``group``, as if they were one (M, C) matrix; differentiable.
+
+    Each process contributes its count, mean and centred sum of squares, combined exactly (the parallel
+    formula of Chan, Golub and LeVeque 1979): no large-mean cancellation, and a process with no rows counts
+    for nothing. The all_gather carries gradients (torch.distributed.nn), so the statistics' gradient reaches
+    every process's rows.
+    """
+    from torch.distributed.nn.functional import all_gather
+
+    n, C = rows.shape
+    mean = rows.sum(dim=0) / max(n, 1)
+    centred = rows - mean
+    m2 = centred.t() @ centred if full else (centred * centred).sum(dim=0)
+    packed = torch.cat([rows.new_full((1,), float(n)), mean, m2.reshape(-1)])  # (1 + C + C² or 1 + 2C,)
+    parts = torch.stack(all_gather(packed, group=group))  # (W, ·)
+    counts = parts[:, 0].detach()
+    total = counts.sum()
+    means = parts[:, 1:1 + C]  # (W, C)
+    g_mean = (counts[:, None] * means).sum(dim=0) / total
+    d = means - g_mean  # (W, C)
+    if full:
+        g_m2 = parts[:, 1 + C:].sum(dim=0).view(C, C) + torch.einsum("w,wc,wd->cd", counts, d, d)
+    else:
+        g_m2 = parts[:, 1 + C:].sum(dim=0) + (counts[:, None] * d * d).sum(dim=0)
+    return g_mean, g_m2 / total, int(total.item())
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are those of the global batch of all processes of
+    ``process_group`` (:func:`global_moments`), so that N processes normalise exactly as one process does on
+    the whole batch (SyncBatchNorm; Ioffe and Szegedy 2015 for BatchNorm). Unlike ``nn.SyncBatchNorm`` it runs
+    on the CPU (gloo) too, and ResGCN's folded convolutions use the same global statistics. Parameters,
+    buffers and state_dict are BatchNorm2d's; with no group, or in eval mode, it is BatchNorm2d.
+    Made by :func:`use_global_batch_norm`.
+    """
+
+    process_group = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.process_group is None:
+            return super().forward(x)
+        mean, var, count = global_moments(_rows(x), self.process_group, full=False)
+        _update_running_stats(self, mean, var, count)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+
+
+def use_global_batch_norm(model: nn.Module, group) -> nn.Module:
+    """Make every BatchNorm2d of ``model`` a :class:`GlobalBatchNorm2d` over ``group`` (in place: the same
+    parameters and buffers, so optimizers and state_dicts are unaffected); returns ``model``."""
+    for module in model.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = GlobalBatchNorm2d
+        if isinstance(module, GlobalBatchNorm2d):
+            module.process_group = group
+    return model
+
+
+def _sync_group(bn: nn.BatchNorm2d):
+    return getattr(bn, "process_group", None) if bn.training else None
+
+
 def _folded_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d):
     """(W', shift) with bn(W·x + b) = W'·x + shift for a 1×1 convolution (weight (Cout, Cin)) on x.
 
@@ -180,12 +252,17 @@ def _folded_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if _folding(bn):
         folded, _, shift = _fold_bn(weight, bias, bn)
         return folded, shift
-    mean_x, cov_x = _BatchMoments.apply(_rows(x))  # (Cin,), (Cin, Cin)
+    group = _sync_group(bn)
+    if group is None:
+        mean_x, cov_x = _BatchMoments.apply(_rows(x))  # (Cin,), (Cin, Cin)
+        count = x.numel() // weight.shape[1]
+    else:  # the statistics of the global batch of all processes
+        mean_x, cov_x, count = global_moments(_rows(x), group, full=True)
     mean_y = weight @ mean_x  # (Cout,)
     if bias is not None:
         mean_y = mean_y + bias
     var_y = ((weight @ cov_x) * weight).sum(dim=1).clamp(min=0)  # (Cout,) biased batch variance
-    _update_running_stats(bn, mean_y, var_y, x.numel() // weight.shape[1])
+    _update_running_stats(bn, mean_y, var_y, count)
     scale = bn.weight * torch.rsqrt(var_y + bn.eps)  # (Cout,)
     shift = bn.bias - mean_y * scale
     if bias is not None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +27,15 @@ import numpy as np
 import torch
 
 from ..atomic import write_json
-from ..device import choose_device
-from ..errors import InputError, cli_main
+from ..errors import EXIT_BAD_INPUT, InputError, cli_main
 from . import poses as poses_mod
 from .augment import TwoViews, train_transform
 from .checkpoint import (Checkpoint, check_optimizer_state, check_rng_state, check_state_like, get_rng_state,
                          initialise_from, load_checkpoint, load_model_state, set_rng_state)
 from .cli_options import (MAX_SEQUENCE_LENGTH, add_data_arguments, check_float, check_int, check_preprocessing,
                           load_pose_file, preprocessing_from_args)
-from .resgcn import DEFAULT_NETWORK, MODEL_ARG_LIMITS, build_model, valid_network_names
+from .distributed import BACKEND_CHOICES, Dist, launched_by_torchrun, start
+from .resgcn import DEFAULT_NETWORK, MODEL_ARG_LIMITS, build_model, use_global_batch_norm, valid_network_names
 from .supcon import SupConLoss
 from .training import epoch_batches, make_loader, steps_per_epoch, train_one_epoch, validate
 
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid_data_path", default=None,
                    help="validation pose CSV, evaluated after every epoch; best.pt follows it. The original recipe "
                         "passes the TEST split here (optimistic); pass a held-out split instead (see README)")
-    p.add_argument("--batch_size", type=int, default=128, help="samples per batch, each seen as 2 views (default 128)")
+    p.add_argument("--batch_size", type=int, default=128,
+                   help="samples per batch, each seen as 2 views (default 128); under torchrun the GLOBAL batch, split "
+                        "evenly among the processes")
     p.add_argument("--epochs", type=int, default=300, help="default 300")
     p.add_argument("--learning_rate", type=float, default=1e-2, help="OneCycleLR max_lr (default 1e-2)")
     p.add_argument("--lr_div_factor", type=float, default=25.0,
@@ -95,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the loss and lr every this many steps (default 0: once per epoch)")
     p.add_argument("--float64", action="store_true",
                    help="train in double precision (slow; for numerical checks such as the distributed tests)")
+    d = p.add_argument_group("distributed training (started with torchrun; see docs/training.md)")
+    d.add_argument("--no_sync_bn", action="store_true",
+                   help="BatchNorm statistics of each process's share of the batch instead of the global batch "
+                        "(changes the numbers: the result then depends on the number of processes)")
+    d.add_argument("--dist_backend", choices=BACKEND_CHOICES, default="auto",
+                   help="process-group backend (default auto: nccl on CUDA, gloo on the CPU)")
+    d.add_argument("--dist_timeout", type=float, default=30.0,
+                   help="minutes a process waits for the others in a collective before it fails (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_arguments(p)
     return p
@@ -122,6 +134,25 @@ def check_args(args: argparse.Namespace) -> None:
     check_float("--lr_div_factor", args.lr_div_factor)
     check_float("--weight_decay", args.weight_decay, inclusive=True)
     check_float("--temp", args.temp)
+    check_float("--dist_timeout", args.dist_timeout)
+
+
+def check_distribution(args: argparse.Namespace, dist: Dist, num_samples: int) -> None:
+    """The global batch must split evenly among the processes (so that a recipe means the same optimisation
+    whatever their number); with --no_sync_bn every process needs a sample of every batch."""
+    if not dist.enabled:
+        return
+    if args.batch_size % dist.world_size:
+        lower = args.batch_size - args.batch_size % dist.world_size
+        raise InputError(f"--batch_size {args.batch_size} (the global batch) does not split evenly among "
+                         f"{dist.world_size} processes; use a multiple of {dist.world_size}, e.g. "
+                         f"{lower or dist.world_size} or {lower + dist.world_size}")
+    steps = steps_per_epoch(num_samples, args.batch_size, args.max_steps_per_epoch)
+    smallest = min(args.batch_size, num_samples - (steps - 1) * args.batch_size)
+    if args.no_sync_bn and smallest < dist.world_size:
+        raise InputError(f"--no_sync_bn: the epoch's last batch has {smallest} sample(s) for {dist.world_size} "
+                         "processes, and a process without samples has no BatchNorm statistics; drop --no_sync_bn "
+                         "or choose a --batch_size that leaves at least one sample per process")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -193,7 +224,7 @@ def load_data(args: argparse.Namespace, prep: dict) -> Data:
 
 @dataclass
 class Training:
-    model: torch.nn.Module
+    module: torch.nn.Module  # the ResGCN itself: its state_dict is the checkpoint's, validation runs it
     criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -203,10 +234,24 @@ class Training:
     device: torch.device
     use_amp: bool
     dtype: torch.dtype
+    model: torch.nn.Module | None = None  # what the training step calls: the module, or its DDP wrapper
+
+    def wrap(self, dist: Dist) -> None:
+        """DistributedDataParallel around the module when there are several processes (after agreement: it
+        broadcasts rank 0's weights, a collective)."""
+        if not dist.enabled:
+            self.model = self.module
+            return
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        self.model = torch.nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        # The gradients of the 1×1 kernels come back channels-last: strides that differ from the bucket's only in
+        # the size-1 dimensions, i.e. the same memory layout; DDP's stride check warns about them regardless.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
 
-def build_training(args: argparse.Namespace, prep: dict, data: Data, device: torch.device, use_amp: bool,
-                   resume: Checkpoint | None) -> Training:
+def build_training(args: argparse.Namespace, prep: dict, data: Data, dist: Dist, resume: Checkpoint | None) -> Training:
+    device = dist.device
+    use_amp = bool(args.use_amp and device.type == "cuda")
     steps = steps_per_epoch(len(data.dataset), args.batch_size, args.max_steps_per_epoch)
     model_args = {"network_name": args.network_name, "num_input_branches": 3 if prep["multi_branch"] else 1,
                   "num_channels": 6 if prep["multi_branch"] else 3, "embedding_size": args.embedding_layer_size}
@@ -215,13 +260,15 @@ def build_training(args: argparse.Namespace, prep: dict, data: Data, device: tor
     if resume is not None:
         check_same_run(args.checkpoint_path, resume, model_args, schedule)
     dtype = torch.float64 if args.float64 else torch.float32
-    model = build_model(**model_args).to(device=device, dtype=dtype)
+    module = build_model(**model_args).to(device=device, dtype=dtype)
     if args.weight_path and resume is None:
-        print(initialise_from(model, args.weight_path).summary())
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+        print(initialise_from(module, args.weight_path).summary())
+    if dist.enabled and not args.no_sync_bn:
+        use_global_batch_norm(module, dist.group)
+    optimizer = torch.optim.Adam(module.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.learning_rate, epochs=args.epochs,
                                                     steps_per_epoch=steps, div_factor=args.lr_div_factor)
-    return Training(model, SupConLoss(temperature=args.temp), optimizer, scheduler,
+    return Training(module, SupConLoss(temperature=args.temp), optimizer, scheduler,
                     torch.amp.GradScaler(device.type, enabled=use_amp), model_args, schedule, device, use_amp, dtype)
 
 
@@ -241,7 +288,7 @@ def restore(training: Training, resume: Checkpoint | None) -> Progress:
     if resume is None:
         return Progress()
     where = resume.path
-    load_model_state(training.model, resume)
+    load_model_state(training.module, resume)
     check_optimizer_state(training.optimizer, resume.optimizer_state, where)
     check_state_like(training.scheduler.state_dict(), resume.scheduler_state, f"{where} (scheduler)")
     training.optimizer.load_state_dict(resume.optimizer_state)
@@ -294,10 +341,13 @@ def git_commit() -> str:
 
 
 def open_run_dir(args: argparse.Namespace, training: Training, prep: dict, resume: Checkpoint | None,
-                 commit: str) -> Path:
-    """The resumed run's directory, or a new one with args.json (refusing one that already holds a run)."""
+                 commit: str, dist: Dist) -> Path | None:
+    """The resumed run's directory, or a new one with args.json (refusing one that already holds a run).
+    Only rank 0 writes: the other processes get None."""
     if resume is not None:
         return Path(resume.path).resolve().parent
+    if not dist.is_main:
+        return None
     name = args.exp_name or f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.save_dir) / name
     if (run_dir / "last.pt").exists():
@@ -308,7 +358,8 @@ def open_run_dir(args: argparse.Namespace, training: Training, prep: dict, resum
     except OSError as exc:
         raise InputError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from None
     write_json(run_dir / "args.json", {**vars(args), "git_commit": commit, "device": str(training.device),
-                                       "preprocessing": prep, "model": training.model_args})
+                                       "processes": dist.world_size, "preprocessing": prep,
+                                       "model": training.model_args})
     return run_dir
 
 
@@ -332,87 +383,152 @@ def save_epoch(run_dir: Path, checkpoint: Checkpoint, improved: bool) -> None:
     checkpoint.save(run_dir / "last.pt")
 
 
-def train_loop(args: argparse.Namespace, training: Training, data: Data, prep: dict, progress: Progress,
-               run_dir: Path, writer) -> None:
+def epoch_checkpoint(args, training: Training, prep: dict, epoch: int, best: float, best_epoch, metric: float):
     run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return Checkpoint(model_args=training.model_args, model_state=training.module.state_dict(), run_args=run_args,
+                      epoch=epoch, best_metric=best, optimizer_state=training.optimizer.state_dict(),
+                      scheduler_state=training.scheduler.state_dict(),
+                      scaler_state=training.scaler.state_dict() if training.use_amp else None,
+                      rng_state=get_rng_state(),
+                      extra={"preprocessing": prep, "dataset": args.dataset, "metric": metric,
+                             "schedule": training.schedule, "best_epoch": best_epoch})
+
+
+def train_loop(args: argparse.Namespace, training: Training, data: Data, prep: dict, progress: Progress,
+               run_dir: Path | None, writer, dist: Dist) -> None:
+    """Train, validate and save every epoch; with several processes only rank 0 validates the gathered
+    embeddings, prints, logs and saves (the others wait for its verdict on the save)."""
     best, best_epoch = progress.best, progress.best_epoch
+    labels = np.asarray([target[0] for target in data.dataset.targets], dtype=np.int64)
+    input_shape = (training.model_args["num_input_branches"], training.model_args["num_channels"],
+                   prep["sequence_length"], 17)
     for epoch in range(progress.start_epoch, args.epochs + 1):
         data.dataset.set_epoch(epoch)
         batches = epoch_batches(len(data.dataset), args.batch_size, args.seed, epoch, args.max_steps_per_epoch)
-        result = train_one_epoch(training.model, make_loader(data.dataset, batches, args.num_workers),
-                                 training.criterion, training.optimizer, training.scheduler, training.scaler,
-                                 training.device, use_amp=training.use_amp, dtype=training.dtype,
-                                 progress=not args.quiet, epoch=epoch, log_interval=args.log_interval)
+        loader = make_loader(data.dataset, [dist.local_share(b) for b in batches], args.num_workers)
+        result = train_one_epoch(training.model, loader, batches, labels, training.criterion, training.optimizer,
+                                 training.scheduler, training.scaler, training.device, input_shape=input_shape,
+                                 dist=dist, use_amp=training.use_amp, dtype=training.dtype,
+                                 progress=not args.quiet and dist.is_main, epoch=epoch,
+                                 log_interval=args.log_interval)
         line = (f"epoch {epoch}/{args.epochs}: loss {result.loss:.4f}, lr {result.lr:.2e}, {result.seconds:.1f} s "
-                f"({result.samples_per_second:.1f} samples/s)")
-        if not math.isfinite(result.loss):
+                f"({result.samples_per_second:.1f} samples/s"
+                + (f", {result.samples_per_second / dist.world_size:.1f} per process)" if dist.enabled else ")"))
+        if not math.isfinite(result.loss):  # the same on every process
             raise InputError(f"epoch {epoch}: the training loss is {result.loss}; stopping before any checkpoint is "
-                             f"overwritten ({run_dir / 'last.pt'} holds epoch {epoch - 1}); try a lower "
-                             "--learning_rate or a higher --temp")
-        metric, val = -result.loss, None  # without validation, best.pt follows the training loss
+                             f"overwritten (last.pt holds epoch {epoch - 1}); try a lower --learning_rate or a "
+                             "higher --temp")
+        val = None
         if data.valid_set is not None:
-            val = validate(training.model, data.valid_set, args.dataset, prep, training.device,
+            val = validate(training.module, data.valid_set, args.dataset, prep, training.device,
                            batch_size=max(args.batch_size, 64), query_list=args.query_list,
-                           what=f"validation embeddings after epoch {epoch}")
-            metric = val.metric
-            line += f"; validation: {val.text}"
-        improved = metric > best
-        if improved:
-            best, best_epoch = metric, epoch
-        checkpoint = Checkpoint(model_args=training.model_args, model_state=training.model.state_dict(),
-                                run_args=run_args, epoch=epoch, best_metric=best,
-                                optimizer_state=training.optimizer.state_dict(),
-                                scheduler_state=training.scheduler.state_dict(),
-                                scaler_state=training.scaler.state_dict() if training.use_amp else None,
-                                rng_state=get_rng_state(),
-                                extra={"preprocessing": prep, "dataset": args.dataset, "metric": metric,
-                                       "schedule": training.schedule, "best_epoch": best_epoch})
-        save_epoch(run_dir, checkpoint, improved)
-        print(line + ("  (best)" if improved else ""), flush=True)
-        if val is not None and val.warning:
-            print(val.warning, file=sys.stderr, flush=True)
-        if writer is not None:
-            writer.add_scalar("train/loss", result.loss, epoch)
-            writer.add_scalar("train/lr", result.lr, epoch)
-            for key, value in (val.scalars if val is not None else {}).items():
-                writer.add_scalar(key, value, epoch)
+                           what=f"validation embeddings after epoch {epoch}", dist=dist)
+        error = None
+        if dist.is_main:
+            metric = val.metric if val is not None else -result.loss  # without validation: the training loss
+            improved = metric > best
+            if improved:
+                best, best_epoch = metric, epoch
+            try:
+                save_epoch(run_dir, epoch_checkpoint(args, training, prep, epoch, best, best_epoch, metric), improved)
+            except InputError as exc:
+                error = str(exc)
+        dist.agree(error)
+        if dist.is_main:
+            if val is not None:
+                line += f"; validation: {val.text}"
+            print(line + ("  (best)" if improved else ""), flush=True)
+            if val is not None and val.warning:
+                print(val.warning, file=sys.stderr, flush=True)
+            if writer is not None:
+                writer.add_scalar("train/loss", result.loss, epoch)
+                writer.add_scalar("train/lr", result.lr, epoch)
+                writer.add_scalar("train/samples_per_s", result.samples_per_second, epoch)
+                for key, value in (val.scalars if val is not None else {}).items():
+                    writer.add_scalar(key, value, epoch)
         if args.stop_after_epoch is not None and epoch >= args.stop_after_epoch and epoch < args.epochs:
-            print(f"stopping after epoch {epoch} (--stop_after_epoch); resume with --checkpoint_path {run_dir / 'last.pt'}")
+            if dist.is_main:
+                print(f"stopping after epoch {epoch} (--stop_after_epoch); resume with --checkpoint_path "
+                      f"{run_dir / 'last.pt'}")
             break
 
 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> Path:
-    check_args(args)
-    device = choose_device(args.device)
-    use_amp = bool(args.use_amp and device.type == "cuda")
-    if args.use_amp and not use_amp:
-        print("note: --use_amp needs CUDA; training in float32 on the CPU")
+@dataclass
+class Setup:
+    prep: dict
+    resume: Checkpoint | None
+    data: Data
+    training: Training
+    progress: Progress
+    run_dir: Path | None
+    commit: str
+
+
+def set_up(args: argparse.Namespace, dist: Dist) -> Setup:
+    """Stages 2–6, with no collective inside: a process that fails here reports at the agreement after it."""
     prep = preprocessing_from_args(args)
     resume = load_resume(args, prep)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     data = load_data(args, prep)
-    training = build_training(args, prep, data, device, use_amp, resume)
+    check_distribution(args, dist, len(data.dataset))
+    training = build_training(args, prep, data, dist, resume)
     progress = restore(training, resume)
-    commit = git_commit()
-    run_dir = open_run_dir(args, training, prep, resume, commit)
-    if resume is not None:
-        print(f"resuming {run_dir} after epoch {progress.start_epoch - 1} (best {progress.best:.2f})")
-        check_best(run_dir, resume, progress)
-    print(f"run directory: {run_dir}")
-    print("arguments: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
-    print(f"git commit: {commit}; device: {device}; {len(data.train_set)} training sequences, "
-          f"{training.schedule['steps_per_epoch']} steps per epoch")
-    writer = tensorboard_writer(run_dir)
+    commit = git_commit() if dist.is_main else ""
+    run_dir = open_run_dir(args, training, prep, resume, commit, dist)
+    return Setup(prep, resume, data, training, progress, run_dir, commit)
+
+
+def train(args: argparse.Namespace, dist: Dist) -> Path | None:
+    error, setup = None, None
     try:
-        train_loop(args, training, data, prep, progress, run_dir, writer)
+        setup = set_up(args, dist)
+    except InputError as exc:
+        error = str(exc)
+    dist.agree(error)
+    training, run_dir = setup.training, setup.run_dir
+    training.wrap(dist)
+    if dist.is_main:
+        if args.use_amp and not training.use_amp:
+            print("note: --use_amp needs CUDA; training in float32 on the CPU")
+        if setup.resume is not None:
+            print(f"resuming {run_dir} after epoch {setup.progress.start_epoch - 1} (best {setup.progress.best:.2f})")
+            check_best(run_dir, setup.resume, setup.progress)
+        print(f"run directory: {run_dir}")
+        print("arguments: " + ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
+        processes = (f"{dist.world_size} processes ({dist.backend}, global batch {args.batch_size} = "
+                     f"{dist.world_size} × {args.batch_size // dist.world_size}, "
+                     f"{'per-process' if args.no_sync_bn else 'global'} BatchNorm statistics)"
+                     if dist.enabled else "1 process")
+        print(f"git commit: {setup.commit}; device: {training.device}; {processes}; {len(setup.data.train_set)} "
+              f"training sequences, {training.schedule['steps_per_epoch']} steps per epoch")
+    writer = tensorboard_writer(run_dir) if dist.is_main else None
+    try:
+        train_loop(args, training, setup.data, setup.prep, setup.progress, run_dir, writer, dist)
     finally:
         if writer is not None:
             writer.close()
     return run_dir
+
+
+def run(args: argparse.Namespace) -> Path | None:
+    """The whole command; under torchrun every process runs it, and only rank 0 prints or writes."""
+    torchrun_rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+    dist = Dist()
+    try:
+        check_args(args)
+        dist = start(args.device, args.dist_backend, args.dist_timeout)
+        with dist.quiet_unless_main():
+            return train(args, dist)
+    except InputError:
+        if torchrun_rank != 0:  # rank 0 prints the one line
+            raise SystemExit(EXIT_BAD_INPUT) from None
+        raise
+    finally:
+        dist.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,10 @@ Determinism: the sample order of epoch e is a permutation drawn from a generator
 (:func:`epoch_order`), cut into batches of ``batch_size``; the augmentation of sample i in epoch e comes from
 (seed, e, i) (:class:`gafnet.gait.poses.PoseDataset`). A run resumed from ``last.pt`` therefore draws exactly
 what the uninterrupted run would have drawn.
+
+Several processes (torchrun, :mod:`gafnet.gait.distributed`): the batches are the same global batches, each
+process loads its share, SupConLoss runs on the gathered global batch and validation on gathered shards, so the
+numbers are those of one process.
 """
 
 from __future__ import annotations
@@ -57,14 +61,15 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int,
 
 
 def collate(batch):
-    """[(two views, target)] → (2 × (B, I, C, T, V) tensors, [targets])."""
-    views = [torch.stack([sample[0][v] for sample in batch]) for v in range(NUM_VIEWS)]
-    targets = [sample[1] for sample in batch]
-    return views, targets
+    """[(two views, target)] → 2 × (B, I, C, T, V) tensors; None for an empty batch (a process's empty share of a
+    last batch smaller than the number of processes)."""
+    if not batch:
+        return None
+    return [torch.stack([sample[0][v] for sample in batch]) for v in range(NUM_VIEWS)]
 
 
 def make_loader(dataset, batches, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader that yields exactly ``batches`` (lists of dataset indices), in order."""
+    """A DataLoader that yields exactly ``batches`` (arrays of dataset indices, e.g. this process's shares), in order."""
     return torch.utils.data.DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers,
                                        collate_fn=collate, persistent_workers=False)
 
@@ -96,19 +101,19 @@ class EpochResult:
         return self.samples / max(self.seconds, 1e-9)
 
 
-def supcon_features(out: torch.Tensor, batch: int) -> torch.Tensor:
-    """Model output (2B, E) of [view 1 of every sample; view 2 of every sample] → (B, 2, E) for SupConLoss."""
-    first, second = torch.split(out.float(), [batch, batch], dim=0)
-    return torch.stack([first, second], dim=1)
+def train_one_epoch(model, loader, batches, labels, criterion, optimizer, scheduler, scaler, device, *,
+                    input_shape: tuple, dist=None, use_amp: bool = False, dtype: torch.dtype = torch.float32,
+                    progress: bool = False, epoch: int = 0, log_interval: int = 0, log=print) -> EpochResult:
+    """One pass over the global ``batches`` (``loader`` yields this process's share of each): forward both views,
+    SupConLoss on the whole global batch, backward, Adam step, OneCycleLR step per batch.
 
-
-def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, device, *, use_amp: bool = False,
-                    dtype: torch.dtype = torch.float32, progress: bool = False, epoch: int = 0,
-                    log_interval: int = 0, log=print) -> EpochResult:
-    """One pass over ``loader``: forward both views, SupConLoss, backward, Adam step, OneCycleLR step per batch.
-
-    ``log_interval`` > 0 logs every that many steps (loss with 8 significant digits, the lr the step used).
+    ``labels`` (N,) are the identities of the dataset's samples; ``input_shape`` (I, C, T, V) one view's shape (for
+    an empty share); ``dist`` a :class:`gafnet.gait.distributed.Dist` (None: one process). ``log_interval`` > 0
+    logs every that many steps (the loss with 8 significant digits and the lr the step used).
     """
+    from .distributed import Dist
+
+    dist = dist or Dist(device=device)
     model.train()
     result = EpochResult()
     iterator = loader
@@ -117,12 +122,16 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
 
         iterator = tqdm(loader, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, leave=False)
     started = time.perf_counter()
-    for step, (views, targets) in enumerate(iterator, start=1):
-        labels = torch.as_tensor([t[0] for t in targets], device=device)
-        x = torch.cat(views, dim=0).to(device=device, dtype=dtype, non_blocking=True)  # (2B, I, C, T, V)
+    for step, (views, batch) in enumerate(zip(iterator, batches), start=1):
+        sizes = dist.share_sizes(len(batch))
+        if views is None:
+            views = [torch.zeros(0, *input_shape)] * NUM_VIEWS
+        x = torch.cat(views, dim=0).to(device=device, dtype=dtype, non_blocking=True)  # (2b, I, C, T, V)
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            out = model(x)  # (2B, E)
-        loss = criterion(supcon_features(out, views[0].shape[0]), labels)
+            out = model(x)  # (2b, E), this process's share
+        first, second = torch.split(out.float(), [views[0].shape[0]] * NUM_VIEWS, dim=0)
+        features = torch.stack([dist.gather_batch(first, sizes), dist.gather_batch(second, sizes)], dim=1)  # (B, 2, E)
+        loss = criterion(features, torch.as_tensor(labels[batch], device=device))
         lr = float(optimizer.param_groups[0]["lr"])  # what this step uses
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -131,9 +140,9 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
         scheduler.step()
         result.losses.append(float(loss.detach()))
         result.lrs.append(lr)
-        result.samples += views[0].shape[0]
+        result.samples += len(batch)
         if log_interval and step % log_interval == 0:
-            log(f"epoch {epoch} step {step}/{len(loader)}: loss {result.losses[-1]:.8g}, lr {lr:.4e}")
+            log(f"epoch {epoch} step {step}/{len(batches)}: loss {result.losses[-1]:.8g}, lr {lr:.4e}")
         if progress:
             rate = result.samples / max(time.perf_counter() - started, 1e-9)
             iterator.set_postfix(loss=f"{result.losses[-1]:.4f}", samples_per_s=f"{rate:.1f}")
@@ -176,9 +185,25 @@ def score(feats: np.ndarray, pose_set, dataset: str, query_list=None, what: str 
 
 
 def validate(model, pose_set, dataset: str, prep: dict, device, batch_size: int, query_list=None,
-             what: str = "validation embeddings") -> Validation:
-    """Embed the validation file (centre window, as extraction) and score it with the dataset's protocol."""
-    feats = extract_embeddings(model, pose_set, sequence_length=prep["sequence_length"],
-                               multi_branch=prep["multi_branch"], all_angles=prep["all_angles"],
-                               batch_size=batch_size, device=device)
+             what: str = "validation embeddings", dist=None) -> Validation | None:
+    """Embed the validation file (centre window, as extraction) and score it with the dataset's protocol.
+
+    With several processes (``dist``), each embeds a contiguous shard with rank 0's weights and running
+    statistics and rank 0 scores the gathered embeddings (the others get None)."""
+    if dist is not None and dist.enabled:
+        dist.broadcast_from_main(model)
+        shard = dist.shard(len(pose_set))
+        part = pose_set.select(shard) if len(shard) else None
+    else:
+        part = pose_set
+    if part is None:
+        feats = np.zeros((0, model.fcn.out_features), dtype=np.float32)
+    else:
+        feats = extract_embeddings(model, part, sequence_length=prep["sequence_length"],
+                                   multi_branch=prep["multi_branch"], all_angles=prep["all_angles"],
+                                   batch_size=batch_size, device=device)
+    if dist is not None and dist.enabled:
+        feats = dist.gather_rows(feats)
+        if feats is None:
+            return None
     return score(feats, pose_set, dataset, query_list, what)
