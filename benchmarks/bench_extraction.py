@@ -1,4 +1,4 @@
-"""Throughput of gait embedding extraction (gafnet.gait.extract.extract_embeddings) on the CPU.
+"""Throughput of gait embedding extraction (gafnet.gait.extraction.extract_embeddings) on the CPU.
 
     python benchmarks/bench_extraction.py [--num_ids 300 --batch_size 256 --repeats 3]
 
@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gafnet.allocator import keep_freed_memory  # noqa: E402
 from gafnet.gait import synthetic_poses  # noqa: E402
-from gafnet.gait.extract import extract_embeddings  # noqa: E402
+from gafnet.gait.extraction import extract_embeddings  # noqa: E402
 from gafnet.gait.poses import load_poses  # noqa: E402
 from gafnet.gait.resgcn import build_model  # noqa: E402
 
