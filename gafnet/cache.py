@@ -174,6 +174,6 @@ class FileCache:
             for old in entry.parent.glob(self._prefix(source, tag) + "*" + self.suffix):
                 if old != entry:
                     old.unlink(missing_ok=True)
-        except OSError:
+        except (OSError, InputError):  # atomic_path reports write failures as InputError
             return False  # a cache that cannot be written is not an error: the next run parses again
         return True

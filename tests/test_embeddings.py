@@ -322,3 +322,13 @@ def test_files_without_a_manifest_are_read_as_they_are(tmp_path):
     write_embedding_csv(qp, np.ones((3, 4)), [1, 2, 3], [1, 1, 1])
     q, _ = read_pair(qp, gp)  # the released data has no manifests
     assert q.features[0, 0] == 1.0
+
+
+def test_a_cache_that_cannot_be_written_is_skipped_silently(tmp_path, small_disk):
+    disk = small_disk("16k")
+    f = write(tmp_path / "q.csv", "feat_0,feat_1,person_id,camera_id\n" + "".join(f"{i}.5,2,{i},1\n" for i in range(1, 2000)))
+    cache = ParseCache(disk)
+    (disk / "filler").write_bytes(b"\0" * 12_000)
+    t = read_embedding_csv(f, cache)  # the entry does not fit: the parse is still returned
+    assert len(t) == 1999
+    assert not list((disk / "embeddings").glob("*.npy"))
