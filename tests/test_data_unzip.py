@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -461,25 +460,10 @@ def test_a_write_failing_with_enospc_is_one_line_and_leaves_nothing(tmp_path, mo
     assert list(near.iterdir()) == []
 
 
-def _mount_tmpfs(path: Path, size: str, inodes: int) -> bool:
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", str(path)],
-                          capture_output=True)
-    return done.returncode == 0
-
-
 @pytest.fixture
-def small_tmpfs(tmp_path):
-    """A 1 MiB file system with 64 inodes; skips where mounting is not allowed."""
-    mount_point = tmp_path / "small"
-    if not _mount_tmpfs(mount_point, "1m", 64):
-        pytest.skip("cannot mount a tmpfs here (needs root and permission to mount)")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+def small_tmpfs(small_disk):
+    """A 1 MiB file system with 64 inodes (tests/conftest.py; skips where mounting is not allowed)."""
+    return small_disk("1m", inodes=64)
 
 
 def test_tmpfs_too_few_inodes_for_many_small_files_is_refused_first(small_tmpfs, tmp_path):
