@@ -28,7 +28,6 @@ labelled as weight-free in outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 

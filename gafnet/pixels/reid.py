@@ -376,10 +376,23 @@ def _models(args) -> Models:
 
 
 def _check_inputs(inputs) -> None:
-    """Every input exists before any work (a typo is found at once)."""
-    for p in inputs:
-        if not Path(p).exists():
+    """Every input is checked before any work: it exists; a video opens (a file that is not a video, an empty
+    one, an image); a pose CSV has its tracks or report file beside it."""
+    from .media import is_image_name, open_video
+
+    for p in map(Path, inputs):
+        if not p.exists():
             raise InputError(f"{p}: no such file or folder")
+        if p.is_dir():
+            continue
+        if p.suffix.lower() == ".csv":
+            if not (p.with_name(p.stem + ".tracks.json").is_file() or p.with_name(p.stem + ".report.json").is_file()):
+                raise InputError(f"{p}: a pose CSV needs {p.stem}.tracks.json (videos) or {p.stem}.report.json "
+                                 "(datasets) beside it, as tools/extract_poses.py writes them")
+        elif is_image_name(p):
+            raise InputError(f"{p}: an image; give a video, or a folder whose sub-folders hold a tracklet's frames")
+        else:
+            open_video(p)
 
 
 # ------------------------------------------------------------------------------------------------- index
