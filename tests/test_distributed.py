@@ -150,6 +150,37 @@ def test_bad_input_is_one_line_on_rank_0_and_every_process_exits_2(data, tmp_pat
     assert not (tmp_path / "bad").exists()
 
 
+HANG_ON_RANK_1 = """
+import sys, time
+sys.path.insert(0, {root!r})
+import gafnet.gait.train_cli as cli
+real_set_up = cli.set_up
+def set_up(args, dist):
+    if dist.rank == 1:
+        time.sleep(300)  # a process that hangs (a stuck file system, a deadlock...)
+    return real_set_up(args, dist)
+cli.set_up = set_up
+sys.argv = ["train.py"] + sys.argv[1:]
+sys.exit(cli.main())
+"""
+
+
+def test_a_hanging_process_cannot_keep_the_others_waiting(data, tmp_path):
+    """Rank 1 hangs; rank 0 gives up after --dist_timeout (here 0.1 min) with one line, torchrun stops rank 1."""
+    import time
+
+    worker = tmp_path / "hang.py"
+    worker.write_text(HANG_ON_RANK_1.format(root=str(ROOT)))
+    logs = tmp_path / "logs"
+    started = time.perf_counter()
+    r = torchrun(*common(data, tmp_path, "hang"), "--dist_timeout", "0.1", script=str(worker),
+                 extra=["--log-dir", str(logs), "--redirects", "3"], timeout=200)
+    assert r.returncode != 0 and time.perf_counter() - started < 150
+    rank0 = next(p for p in logs.rglob("stderr.log") if p.parent.name == "0").read_text().strip().splitlines()
+    assert len(rank0) == 1 and rank0[0].startswith("train.py: error: process 0 of 2: another process did not answer "
+                                                   "within --dist_timeout 0.1 min"), rank0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Without torchrun
 

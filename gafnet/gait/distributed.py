@@ -192,6 +192,25 @@ def start(device_name: str = "auto", backend: str = "auto", timeout_minutes: flo
     return Dist(rank, world, local_rank, device, backend, group)
 
 
+PEER_FAILURE_TEXTS = ("Timed out", "timed out", "Connection closed by peer", "Connection reset by peer",
+                      "Watchdog caught collective operation timeout", "NCCL communicator was aborted")
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """True for the error a collective raises when another process died, hung past the timeout or left."""
+    dist_error = getattr(torch.distributed, "DistError", ())
+    if dist_error and isinstance(exc, dist_error):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in PEER_FAILURE_TEXTS)
+
+
+def peer_failure_message(dist: Dist, exc: BaseException, timeout_minutes: float) -> str:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    first = first.split("] ", 1)[-1][:160]  # without gloo's source location
+    return (f"process {dist.rank} of {dist.world_size}: another process did not answer within --dist_timeout "
+            f"{timeout_minutes:g} min, or stopped ({first}); it failed or hangs: see its output")
+
+
 def print_main(dist: Dist, *args, **kwargs) -> None:
     if dist.is_main:
         print(*args, **kwargs)

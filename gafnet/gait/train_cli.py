@@ -34,7 +34,7 @@ from .checkpoint import (Checkpoint, check_optimizer_state, check_rng_state, che
                          initialise_from, load_checkpoint, load_model_state, set_rng_state)
 from .cli_options import (MAX_SEQUENCE_LENGTH, add_data_arguments, check_float, check_int, check_preprocessing,
                           load_pose_file, preprocessing_from_args)
-from .distributed import BACKEND_CHOICES, Dist, launched_by_torchrun, start
+from .distributed import BACKEND_CHOICES, Dist, is_peer_failure, launched_by_torchrun, peer_failure_message, start
 from .resgcn import DEFAULT_NETWORK, MODEL_ARG_LIMITS, build_model, use_global_batch_norm, valid_network_names
 from .supcon import SupConLoss
 from .training import epoch_batches, make_loader, steps_per_epoch, train_one_epoch, validate
@@ -527,6 +527,11 @@ def run(args: argparse.Namespace) -> Path | None:
         if torchrun_rank != 0:  # rank 0 prints the one line
             raise SystemExit(EXIT_BAD_INPUT) from None
         raise
+    except Exception as exc:  # a collective that timed out or lost a peer: one line from every process that saw it
+        if not (dist.enabled and is_peer_failure(exc)):
+            raise
+        print(f"train.py: error: {peer_failure_message(dist, exc, args.dist_timeout)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     finally:
         dist.close()
 
