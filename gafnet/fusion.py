@@ -35,7 +35,7 @@ import numpy as np
 
 from .embeddings import EmbeddingTable, ParseCache, align_rows, check_pair, needs_digest, read_embedding_csv
 from .errors import InputError
-from .metrics import RankResult, over_all_queries, rank_queries, squared_euclidean, summarise
+from .metrics import RankResult, over_all_queries, rank_queries, squared_euclidean, summarise_blocks
 
 FUSIONS = ("concat", "score")
 SCORE_NORMS = ("minmax", "zscore")
@@ -350,17 +350,20 @@ class _ScoreParts:
         self.gait = normalize_rows(np.sqrt(d_gait), norm)
 
 
-def _ranking_matrix(data: SplitData, fusion: Fusion, value: float, parts: _ScoreParts | None,
-                    out: np.ndarray | None = None) -> np.ndarray:
-    """A distance matrix that ranks like the strategy at ``value`` (concat: without the common 1/(1+λ²))."""
+def _ranking_matrices(data: SplitData, fusion: Fusion, values: np.ndarray, parts: _ScoreParts | None) -> np.ndarray:
+    """(len(values), Q, G) distance matrices that rank like the strategy at each value.
+
+    concat: d²_app + λ²·d²_gait (the common factor 1/(1+λ²) of fused_distance is left out: it does not change
+    a ranking); score: (1 − w)·N(d_app) + w·N(d_gait).
+    """
     d_app, d_gait = data.distances()
-    if fusion.kind == "concat":  # d_app + λ²·d_gait: the same order as fused_distance, one multiply fewer
-        out = np.multiply(value * value, d_gait, out=out)
-        out += d_app
-        return out
-    out = np.multiply(value, parts.gait, out=out)
-    out += (1.0 - value) * parts.app
-    return out
+    if fusion.kind == "concat":
+        stacked = np.multiply.outer(values * values, d_gait)
+        stacked += d_app
+        return stacked
+    stacked = np.multiply.outer(values, parts.gait)
+    stacked += np.multiply.outer(1.0 - values, parts.app)
+    return stacked
 
 
 def evaluate_values(data: SplitData, values, fusion: Fusion = Fusion(), max_rank: int = 50,
@@ -371,7 +374,7 @@ def evaluate_values(data: SplitData, values, fusion: Fusion = Fusion(), max_rank
     ``stack_bytes``; beyond that they go in chunks, so memory stays bounded for large galleries (MARS) or
     long grids.
     """
-    values = [float(v) for v in values]
+    values = np.asarray([float(v) for v in values], dtype=np.float64)
     d_app, _ = data.distances()
     nq, ng = d_app.shape
     parts = _ScoreParts(data, fusion.norm) if fusion.kind == "score" else None
@@ -379,19 +382,15 @@ def evaluate_values(data: SplitData, values, fusion: Fusion = Fusion(), max_rank
     results: list[RankResult] = []
     for start in range(0, len(values), per_chunk):
         chunk = values[start:start + per_chunk]
-        stacked = np.empty((len(chunk), nq, ng))
-        for i, value in enumerate(chunk):
-            _ranking_matrix(data, fusion, value, parts, out=stacked[i])
         reps = len(chunk)
+        stacked = _ranking_matrices(data, fusion, chunk, parts)
         try:
             ranked = rank_queries(stacked.reshape(reps * nq, ng), np.tile(data.q_pids, reps), data.g_pids,
                                   np.tile(data.q_camids, reps), data.g_camids, max_rank=max_rank)
         except InputError as exc:
             raise InputError(f"{data.files[0]} vs {data.files[1]}: {exc}") from None
-        for i in range(reps):
-            res = summarise(ranked.first_match_rank[i * nq:(i + 1) * nq],
-                            ranked.average_precision[i * nq:(i + 1) * nq], ranked.cmc.shape[0])
-            results.append(over_all_queries(res) if data.average_over_all_queries else res)
+        blocks = summarise_blocks(ranked.first_match_rank, ranked.average_precision, ranked.cmc.shape[0], reps)
+        results += [over_all_queries(res) if data.average_over_all_queries else res for res in blocks]
     return results
 
 

@@ -319,7 +319,7 @@ def collapse_warnings(loaded: dict, gaits: dict) -> list[str]:
         for part, folder in (("app", name), ("gait", gaits[name])):
             for data in splits:
                 feats = [getattr(data, f"q_{part}"), getattr(data, f"g_{part}")]
-                message = collapse_warning(feats, f"{folder} {data.label}")
+                message = collapse_warning(feats, f"{folder} {data.label}", unit_rows=True)  # normalised parts
                 if message is not None:
                     labels, first = found.get(folder, ([], message))
                     if data.label not in labels:

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from .errors import InputError
 
 __all__ = ["RankResult", "evaluate_rank", "rank_queries", "rank_features", "squared_euclidean", "summarise",
-           "as_id_array", "as_feature_array", "mean_cosine_similarity", "collapse_warning", "over_all_queries"]
+           "as_id_array", "as_feature_array", "mean_cosine_similarity", "collapse_warning", "over_all_queries", "summarise_blocks"]
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 
@@ -222,6 +222,28 @@ def summarise(first_rank: np.ndarray, ap: np.ndarray, max_rank: int) -> RankResu
                       num_queries=int(first_rank.shape[0]), first_match_rank=first_rank, average_precision=ap)
 
 
+def summarise_blocks(first_rank: np.ndarray, ap: np.ndarray, max_rank: int, blocks: int) -> list[RankResult]:
+    """:func:`summarise` of each of ``blocks`` equal consecutive blocks of queries, in one vectorised pass.
+
+    For a grid of fusion parameters ranked as stacked query blocks: block i holds the queries at value i.
+    """
+    first = first_rank.reshape(blocks, -1)
+    precision = ap.reshape(blocks, -1)
+    nq = first.shape[1]
+    valid = first >= 0
+    num_valid = valid.sum(axis=1)
+    if (num_valid == 0).any():
+        raise InputError("no query has a valid match in the gallery (same person id seen by another camera); "
+                         "check that query and gallery hold the same identities and camera ids")
+    rows = np.repeat(np.arange(blocks), nq)[valid.ravel()]
+    capped = np.minimum(first[valid], max_rank)  # ranks beyond max_rank fall in a last, dropped bin
+    hist = np.bincount(rows * (max_rank + 1) + capped, minlength=blocks * (max_rank + 1)).reshape(blocks, -1)
+    cmc = (np.cumsum(hist[:, :max_rank], axis=1) / num_valid[:, None]).astype(np.float32)
+    mAP = np.where(valid, precision, 0.0).sum(axis=1) / num_valid
+    return [RankResult(cmc=cmc[i], mAP=float(mAP[i]), num_valid=int(num_valid[i]), num_queries=nq,
+                       first_match_rank=first[i], average_precision=precision[i]) for i in range(blocks)]
+
+
 def over_all_queries(result: RankResult) -> RankResult:
     """CMC and mAP averaged over ALL queries, a query without a valid match counting as a miss with AP 0.
 
@@ -332,12 +354,13 @@ def _row_blocks(features) -> list[np.ndarray]:
     return [as_feature_array("features", b) for b in blocks]
 
 
-def mean_cosine_similarity(features, block: int = 4096) -> float:
+def mean_cosine_similarity(features, block: int = 4096, unit_rows: bool = False) -> float:
     """Mean cosine similarity over all pairs of distinct rows, in O(N·D) time and O(D) extra memory.
 
     For unit rows u_i, |Σ u_i|² = N + Σ_{i≠j} u_i·u_j, so the mean over the N(N−1) ordered pairs is
     (|Σ u_i|² − N) / (N(N−1)). Zero rows count as orthogonal to everything. NaN for fewer than two rows.
-    ``features``: a 2-D array or a list of them (their rows together).
+    ``features``: a 2-D array or a list of them (their rows together); ``unit_rows``: they are L2-normalised
+    already (then only summed).
     """
     blocks = _row_blocks(features)
     n = sum(b.shape[0] for b in blocks)
@@ -345,6 +368,10 @@ def mean_cosine_similarity(features, block: int = 4096) -> float:
         return float("nan")
     total = np.zeros(blocks[0].shape[1], dtype=np.float64)
     units = 0
+    if unit_rows:
+        for b in blocks:
+            total += b.sum(axis=0, dtype=np.float64)
+        return float((total @ total - n) / (n * (n - 1)))
     for b in blocks:
         for a in range(0, b.shape[0], block):
             part = b[a:a + block].astype(np.float64)
@@ -355,14 +382,14 @@ def mean_cosine_similarity(features, block: int = 4096) -> float:
     return float((total @ total - units) / (n * (n - 1)))
 
 
-def collapse_warning(features, what: str, threshold: float = COLLAPSE_COSINE) -> str | None:
+def collapse_warning(features, what: str, threshold: float = COLLAPSE_COSINE, unit_rows: bool = False) -> str | None:
     """A one-line warning when the embeddings are (nearly) all the same direction, else None.
 
     Collapsed embeddings rank every gallery item alike (chance-level Rank-1) and add nothing to a fusion;
     typical causes: too few training epochs, too high a learning rate, raw pixel coordinates that let the
     network separate samples by position (try ``--normalize_pose sequence``).
     """
-    cos = mean_cosine_similarity(features)
+    cos = mean_cosine_similarity(features, unit_rows=unit_rows)
     if not np.isfinite(cos) or cos <= threshold:
         return None
     x = np.concatenate([b.astype(np.float64) for b in _row_blocks(features)])  # rare: collapsed embeddings

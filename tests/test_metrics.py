@@ -191,6 +191,7 @@ def test_mean_cosine_similarity_equals_the_pairwise_mean():
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
     sim = u @ u.T
     assert mean_cosine_similarity(x) == pytest.approx((sim.sum() - 40) / (40 * 39), abs=1e-12)
+    assert mean_cosine_similarity([u[:15], u[15:]], unit_rows=True) == pytest.approx((sim.sum() - 40) / (40 * 39), abs=1e-12)
 
 
 def test_collapse_warning_names_collapsed_embeddings_only():
