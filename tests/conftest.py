@@ -62,7 +62,8 @@ def one_torch_thread():
 def small_disk(tmp_path):
     """A factory of tiny file systems (tmpfs) for full-disk tests: ``small_disk("64k")`` → a mounted folder.
 
-    Skips the test where mounting is not permitted (not root, or no tmpfs); everything is unmounted afterwards.
+    Skips the test where mounting is not permitted (not root, or no tmpfs). Everything is unmounted afterwards, and
+    a file system that cannot be unmounted (a descriptor left open in it) fails the test.
     """
     import shutil
     import subprocess
@@ -82,5 +83,10 @@ def small_disk(tmp_path):
         return where
 
     yield make
+    busy = []
     for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode:  # busy: a file left open in it
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)
+            busy.append(where)
+    if busy:
+        pytest.fail(f"a file on the small disk {busy[0]} was left open (it could not be unmounted): a leaked descriptor")

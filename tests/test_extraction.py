@@ -379,26 +379,19 @@ def test_a_failed_write_is_one_line_and_the_pair_stays_marked_unfinished(tiny_ch
     assert not (tmp_path / "gallery_split0.csv").exists() and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_a_really_full_disk_is_one_line(tiny_checkpoint, ilids_poses, tmp_path, capsys):
-    """A tmpfs with room for the manifest and the query file only (skipped where a tmpfs cannot be mounted)."""
+def test_a_really_full_disk_is_one_line(tiny_checkpoint, ilids_poses, small_disk, capsys):
+    """A tmpfs with room for the manifest and the query file only (tests/conftest.py: skipped where a tmpfs cannot
+    be mounted; fails if a file in it is left open)."""
     import os
 
     ckpt, _ = tiny_checkpoint
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root); the monkeypatched test covers the message")
-    try:
-        st = os.statvfs(mount)
-        (mount / "filler").write_bytes(b"x" * (st.f_bavail * st.f_frsize - 2 * st.f_frsize))  # two pages left
-        with pytest.raises(SystemExit) as info:
-            extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(mount / "out"),
-                          "--quiet", "--device", "cpu"])
-        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
-        assert info.value.code == 2 and len(err) == 1, err
-        assert "cannot write" in err[0] and "No space left on device" in err[0]
-        assert not list((mount / "out").glob(".*.tmp"))
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-            pytest.fail("a file in the full file system was left open (the tmpfs could not be unmounted)")
+    mount = small_disk("256k")
+    st = os.statvfs(mount)
+    (mount / "filler").write_bytes(b"x" * (st.f_bavail * st.f_frsize - 2 * st.f_frsize))  # two pages left
+    with pytest.raises(SystemExit) as info:
+        extract_main(["iLIDS", str(ilids_poses), "--weight_path", str(ckpt), "--output_dir", str(mount / "out"),
+                      "--quiet", "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
+    assert info.value.code == 2 and len(err) == 1, err
+    assert "cannot write" in err[0] and "No space left on device" in err[0]
+    assert not list((mount / "out").glob(".*.tmp"))

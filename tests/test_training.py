@@ -412,16 +412,9 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_previous_file(pose_
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); the monkeypatched full-disk test covers the message")
-    yield mount
-    if subprocess.run(["umount", str(mount)], capture_output=True).returncode:  # busy: a file left open in it
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-        pytest.fail("a file in the full file system was left open (the tmpfs could not be unmounted)")
+def small_tmpfs(small_disk):
+    """A 2 MB tmpfs (tests/conftest.py: skipped where it cannot be mounted; fails if a file in it is left open)."""
+    return small_disk("2m")
 
 
 def test_a_full_disk_during_training_is_one_line(pose_files, small_tmpfs, capsys):

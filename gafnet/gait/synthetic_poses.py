@@ -43,9 +43,9 @@ import numpy as np
 from gafnet.atomic import atomic_path
 from gafnet.errors import InputError, cli_main
 from gafnet.gait.poses import CSV_HEADER, format_pose_rows
+from gafnet.gait.protocols import CASIA_VIEWS
 
 _ILIDS, _MARS, _CASIA, _CAMERA, _SPLIT = 1, 2, 3, 4, 5  # random-stream tags
-CASIA_VIEWS = tuple(range(0, 181, 18))
 _CONDITION_CODES = {"nm": 0, "bg": 1, "cl": 2}
 CASIA_SEQUENCES = (("nm", 1), ("nm", 2), ("nm", 3), ("nm", 4), ("nm", 5), ("nm", 6),
                    ("bg", 1), ("bg", 2), ("cl", 1), ("cl", 2))
