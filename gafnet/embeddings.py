@@ -218,7 +218,7 @@ def parse_embedding_bytes(path: Path, raw: bytes) -> EmbeddingTable:
             raise InputError(f"{path}: line {numbers[row]}, column {num_columns - 2} ('tracklet_id'): {column[row]} "
                              "is not an integer tracklet id")
         tracklets = column.astype(np.int64)
-    features = np.ascontiguousarray(values[:, (1 if drop_index else 0):(-3 if has_tracklet else -2)])
+    features = values[:, (1 if drop_index else 0):(-3 if has_tracklet else -2)]  # a view: no copy of the features
     zero = ~features.any(axis=1)
     if zero.any():
         row = int(np.nonzero(zero)[0][0])
