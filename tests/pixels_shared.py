@@ -24,6 +24,16 @@ VTEST = REAL / "vtest_tracklets"
 _RUNS: dict = {}
 
 
+def run_in_process(main, capsys, *args):
+    """A command's ``main(argv)`` in this process (its imports are paid once): (exit status, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def have_mediapipe() -> bool:
     try:
         import mediapipe  # noqa: F401

@@ -20,6 +20,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("torchreid")
 
 from gafnet.pixels import appearance  # noqa: E402
+from pixels_shared import run_in_process  # noqa: E402
 from gafnet.pixels.datasets import read_dataset  # noqa: E402
 from gafnet.pixels.tracklet import Tracklet  # noqa: E402
 
@@ -172,15 +173,10 @@ def run_tool(*args):
 
 
 def run_main(capsys, *args):
-    """The tool's main() in this process (torchreid is imported once): (exit status, stdout, stderr)."""
+    """tools/extract_appearance.py's main() in this process (torchreid is imported once)."""
     from gafnet.pixels.appearance_cli import main
 
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_in_process(main, capsys, *args)
 
 
 def test_cli_writes_the_released_layout_per_split_and_fuses_with_gait(tmp_path):

@@ -17,7 +17,7 @@ from gafnet.errors import InputError
 cv2 = pytest.importorskip("cv2")
 
 from pixels_shared import (CLIP_FRAMES, ROOT, SHIPPED_CLIP, SHIPPED_FIRST_FRAME, VTEST, have_mediapipe,  # noqa: E402
-                           shipped_clip_tracks, vtest_frames)
+                           run_in_process, shipped_clip_tracks, vtest_frames)
 
 from gafnet.pixels import pose_backends  # noqa: E402
 from gafnet.pixels.detection import IouTracker, expand_box, iou_matrix  # noqa: E402
@@ -36,15 +36,10 @@ def run_tool(script, *args, cwd=ROOT):
 
 
 def run_poses(capsys, *args):
-    """tools/extract_poses.py's main() in this process: (exit status, stdout, stderr)."""
+    """tools/extract_poses.py's main() in this process."""
     from gafnet.pixels.pose_cli import main
 
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_in_process(main, capsys, *args)
 
 
 # ------------------------------------------------------------------------------------------- MediaPipe

@@ -16,7 +16,7 @@ cv2 = pytest.importorskip("cv2")
 
 from gafnet.pixels import reid  # noqa: E402
 from gafnet.pixels.reid_index import GalleryIndex  # noqa: E402
-from pixels_shared import REAL, SHIPPED_CLIP, VTEST, have_mediapipe, shipped_clip_tracks  # noqa: E402
+from pixels_shared import REAL, SHIPPED_CLIP, VTEST, have_mediapipe, run_in_process, shipped_clip_tracks  # noqa: E402
 
 REAL_CLIP = REAL / "pedestrian_clips" / "vtest_f0230-0329.mp4"
 needs_real = pytest.mark.skipif(not VTEST.is_dir(), reason="../shared/realdata is absent")
@@ -25,12 +25,7 @@ SEQ = 8  # gait window of the test checkpoints
 
 
 def run_main(capsys, *args):
-    try:
-        code = reid.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_in_process(reid.main, capsys, *args)
 
 
 def refused(capsys, message, *args):
