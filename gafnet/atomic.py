@@ -145,6 +145,31 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
             pass
 
 
+@contextmanager
+def atomic_dir(path: str | os.PathLike, kept: str = "nothing was written there") -> Iterator[Path]:
+    """Yield a new temporary directory next to ``path``; on success it is renamed to ``path`` (which must not exist).
+
+    The directory is named with :func:`temp_prefix`, so one left by a killed process is removed by the next atomic
+    write there. On an exception it is removed; a write failure is raised as one InputError line ending in
+    ``kept`` (what the caller left as it was).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; {kept}") from None
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; {kept}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

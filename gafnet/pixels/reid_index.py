@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import remove_stale_temporaries, temp_prefix, write_json
+from ..atomic import atomic_dir, remove_stale_temporaries, temp_prefix, write_json
 from ..errors import InputError
 
 INDEX_FORMAT = "gafnet-reid-index"
@@ -407,14 +407,11 @@ class IndexWriter:
         root = self._root()
         parts_dir = root / PARTS_DIR
         parts_dir.mkdir(exist_ok=True)
-        remove_stale_temporaries(parts_dir)
         existing_ids = [p["id"] for p in self.header["parts"]] + [int(d.name) for d in parts_dir.iterdir() if d.name.isdigit()]
         part_id = max(existing_ids, default=0) + 1
         final = parts_dir / f"{part_id:06d}"
-        tmp = parts_dir / (temp_prefix(final.name) + "dir.tmp")
         files = {}
-        try:
-            tmp.mkdir()
+        with atomic_dir(final, kept="the index was left as it was") as tmp:
             for name in ALL_ARRAYS:
                 arr = np.ascontiguousarray(records[name])
                 if name == "source":
@@ -424,12 +421,6 @@ class IndexWriter:
                     fh.flush()
                     os.fsync(fh.fileno())
                 files[name] = (tmp / f"{name}.npy").stat().st_size
-            os.replace(tmp, final)
-        except OSError as exc:
-            raise InputError(f"cannot write {final}: {exc.strerror or exc}; the index was left as it was") from None
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         entry = {**info, "id": part_id, "count": n, "files": files}
         gone = {p["id"] for p in replaces}
         header = {**self.header, "parts": [p for p in self.header["parts"] if p["id"] not in gone] + [entry],

@@ -21,8 +21,6 @@ frames, boxes, interpolation flags, pose flags, detector and backend), and with 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import temp_prefix, write_json
+from ..atomic import atomic_dir, write_json
 from ..errors import InputError
 from .detection import HogPeopleDetector, IouTracker, expand_box
 from .media import cv2_module, iter_video_frames, open_video
@@ -204,8 +202,7 @@ def write_crops(result: VideoTracks, target: Path) -> None:
     if target.exists():
         raise InputError(f"{target} exists; remove it or choose another --out (crops are never overwritten)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / (temp_prefix(target.name) + "dir.tmp")
-    try:
+    with atomic_dir(target, kept=f"nothing was kept in {target}") as tmp:
         for t in result.tracklets:
             folder = tmp / f"cam{result.camera_id}" / f"person{t.tracklet_id:04d}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -213,12 +210,6 @@ def write_crops(result: VideoTracks, target: Path) -> None:
                 png = folder / (Path(name).stem + ".png")
                 if not cv2.imwrite(str(png), crop):
                     raise InputError(f"cannot write {png}; nothing was kept in {target}")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}; nothing was written there") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_video_outputs(result: VideoTracks, out_dir, save_crops: bool = False) -> dict[str, Path]:
