@@ -146,7 +146,9 @@ def test_bad_input_is_one_line_on_rank_0_and_every_process_exits_2(data, tmp_pat
     assert stderr[0].strip().splitlines() == ["train.py: error: --batch_size 5 (the global batch) does not split evenly "
                                               "among 2 processes; use a multiple of 2, e.g. 4 or 6"]
     assert stderr[1] == ""
-    assert re.findall(r"exitcode\s*:\s*(-?\d+) \(pid", r.stderr) == ["2", "2"]  # torchrun's summary: both
+    codes = dict(re.findall(r"rank\s*:\s*(\d+) \(local_rank.*\n\s*exitcode\s*:\s*(-?\d+) \(pid", r.stderr))
+    # torchrun's summary: rank 0 exits with 2; rank 1 too, unless rank 0 was quicker and torchrun stopped it (SIGTERM)
+    assert codes["0"] == "2" and codes["1"] in ("2", "-15"), r.stderr[-3000:]
     assert not (tmp_path / "bad").exists()
 
 
