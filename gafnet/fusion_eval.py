@@ -31,7 +31,7 @@ from .metrics import RankResult, collapse_warning
 RANKS = (1, 5, 10, 20)
 DEFAULT_CV_GRID = {"concat": "0:2:0.01", "score": "0:1:0.01"}
 MAX_GRID = 1001
-SYNTHETIC_BANNER = ("SYNTHETIC DATA (--demo): generated embeddings, not the paper's; "
+SYNTHETIC_BANNER = ("SYNTHETIC DATA (generated embeddings, not the paper's): "
                     "these numbers are NOT comparable with the paper's")
 DEFAULT_PLOT = "lambda_sweep.png"
 
@@ -467,7 +467,7 @@ def sweep_rows(grid: list[float], best: dict, marked: dict, max_rows: int = 20) 
     return sorted(i for i in rows if i is not None)
 
 
-def print_sweep(results: dict, synthetic: bool, fusion: Fusion) -> None:
+def print_sweep(results: dict, synthetic: bool, fusion: Fusion, rerank: bool = False) -> None:
     names = [n for n in results if "sweep" in results[n]]
     if not names:
         return
@@ -491,6 +491,11 @@ def print_sweep(results: dict, synthetic: bool, fusion: Fusion) -> None:
             tag = ("*" if best[n] == i else " ") + ("r" if marked.get(n) == i else " ")
             cells.append(f"{s['rank1'][i]:9.2f}{tag} {s['mAP'][i]:10.2f}")
         print(f"{grid[i]:6.3f} " + " ".join(cells))
+    for n in names:  # the reported value is always shown, also when the grid does not hold it
+        value = results[n][fusion.parameter_key]
+        if isinstance(value, float) and marked.get(n) is None and not rerank:
+            m = results[n]["mean"]
+            print(f"     r  {n} at {param} {value:.3f} (not on the grid): Rank-1 {m['rank1']:.2f}, mAP {m['mAP']:.2f}")
     print(f"* = best Rank-1 of that backbone on the grid (ties: mAP; chosen on the test splits: optimistic); "
           f"r = the reported {param}. Every value is in --output's JSON.")
 
@@ -568,11 +573,11 @@ def run(args: argparse.Namespace) -> dict:
     if synthetic:  # the demo tree's folders are known only now
         options = resolve_options(args, data_path)
     else:
-        from .synthetic import is_synthetic
+        from .synthetic import SYNTHETIC_MARKER, is_synthetic
 
         synthetic = is_synthetic(data_path)  # a generated tree (e.g. tools/end_to_end.py) is labelled too
         if synthetic:
-            print(SYNTHETIC_BANNER.replace("(--demo)", f"({data_path} was generated)"))
+            print(f"{SYNTHETIC_BANNER} ({data_path} was generated: it holds {SYNTHETIC_MARKER})")
     if args.rerank and options.grid is not None and not args.quiet:
         print(f"note: the {options.fusion.parameter} grid and cross-validated choice use the plain fused distance; "
               "--rerank applies to the reported per-split numbers")
@@ -596,8 +601,8 @@ def run(args: argparse.Namespace) -> dict:
         r["gait"] = options.gaits[name]
         results[name] = r
     print_summary(results, synthetic, args.rerank, options)
-    if options.grid is not None:
-        print_sweep(results, synthetic, options.fusion)
+    if options.grid is not None and (args.sweep is not None or not args.quiet):  # --quiet: the summary only
+        print_sweep(results, synthetic, options.fusion, args.rerank)
     key = options.fusion.parameter_key
     if options.value == "cv":
         for name, r in results.items():

@@ -269,6 +269,27 @@ def test_sweep_table_always_shows_the_reported_lambda_and_the_best(tree, cache, 
     assert sum("*" in l for l in rows) == 1
 
 
+def test_the_reported_lambda_is_shown_when_the_grid_does_not_hold_it(tree, cache, tmp_path):
+    out = tmp_path / "r.json"
+    r = run("--data_path", str(tree), "--backbone", "all", "--sweep", "0:2:0.05", "--plot", str(tmp_path / "p.png"),
+            "--output", str(out), "--quiet", *cache)
+    assert r.returncode == 0, r.stderr
+    table = r.stdout.split("λ SWEEP")[1]
+    means = {n: b["mean"] for n, b in json.loads(out.read_text())["backbones"].items()}
+    for name, value in (("pit", "0.740"), ("mgh", "0.840")):  # 0.90 (osnet) is on the grid and marked in it
+        m = means[name]
+        assert f"r  {name} at λ {value} (not on the grid): Rank-1 {m['rank1']:.2f}, mAP {m['mAP']:.2f}" in table
+    assert "osnet at λ" not in table
+    assert any(l.startswith(" 0.900") and "r" in l[6:] for l in table.splitlines())
+
+
+def test_quiet_prints_the_summary_only_with_cross_validation(tree, cache):
+    r = run("--data_path", str(tree), "--backbone", "pit", "--splits", "0,1", "--lambda_val", "cv", "--quiet", *cache)
+    assert r.returncode == 0, r.stderr
+    assert "FINAL SUMMARY" in r.stdout and "λ SWEEP" not in r.stdout
+    assert "pit: λ chosen per split on the other splits: " in r.stdout
+
+
 # ------------------------------------------------------------------------------ other backbones, fusion, MARS
 def test_a_custom_backbone_folder_needs_a_value_and_reads_its_dimension(tree, tmp_path, cache):
     root = broken_tree(tree, tmp_path)
@@ -416,3 +437,4 @@ def test_a_generated_tree_is_labelled_synthetic_everywhere(tree, tmp_path, cache
     assert json.loads(out.read_text())["synthetic"] is True
     summary = r.stdout.split("FINAL SUMMARY")[1]
     assert "SYNTHETIC" in summary and "✗" not in summary and "✓" not in summary
+    assert "--demo" not in r.stdout  # a generated tree, not the demo: no banner may claim --demo

@@ -145,7 +145,7 @@ def main() -> None:
     result_json = work / "results.json"
     plot = work / "lambda_sweep.png"
     out = sh([str(ROOT / "evaluate.py"), "--data_path", str(work / "embeddings"), "--splits",
-              ",".join(str(s) for s in range(splits)), "--sweep", "0:2:0.05", "--plot", str(plot), "--output",
+              ",".join(str(s) for s in range(splits)), "--sweep", "0:2:0.01", "--plot", str(plot), "--output",
               str(result_json), "--cache_dir", str(work / "cache"), "--quiet"])
     print(out)
     res = json.loads(result_json.read_text())["backbones"]

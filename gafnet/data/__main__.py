@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="install again even if complete, overwriting existing files that differ")
     dl.add_argument("--retries", type=_count(100), default=2, metavar="N",
                     help="extra attempts after a network failure, each resuming; waits 2, 4, 8... s, at most "
-                         "60 s (0-100, default: 2)")
+                         "60 s (Google Drive: gdown retries itself, with its own shorter random waits and its own "
+                         "'Retrying' lines) (0-100, default: 2)")
     dl.add_argument("--timeout", type=_finite_positive, default=60.0, metavar="SECONDS",
                     help="seconds without data before a connection counts as failed (default: 60)")
     dl.add_argument("--quiet", action="store_true", help="no progress bar and no progress messages")
