@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +101,22 @@ def write_failure(path: str | os.PathLike, exc: BaseException, existed: bool) ->
     return None
 
 
+def check_target(path: str | os.PathLike, what: str = "cannot write") -> None:
+    """Refuse to replace anything but a regular file: a directory, a device (``/dev/null``, ``/dev/full``), a FIFO
+    or a socket at ``path`` would be replaced by the renamed temporary file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # e.g. a dangling link or no permission: the write itself says what is wrong
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise InputError(f"{what} {path}: it is {kind}, not a regular file; nothing was written: give a file name")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
@@ -110,8 +127,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
     (for caches, whose readers treat an unreadable entry as a miss).
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a directory; give a file name")
+    check_target(path)
     existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +146,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
         if fsync:
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
+        check_target(path)  # again: something may have been put there while the file was written
         os.replace(tmp_path, path)
     except (OSError, RuntimeError) as exc:
         error = write_failure(path, exc, existed)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, check_target, write_json
 from .cache import cache_root, check_regular_file
 from .embeddings import ParseCache, read_embedding_csv
 from .errors import InputError, user_errors
@@ -80,6 +80,7 @@ def check_output_path(flag: str, path: str) -> Path:
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{flag} {path}: is a directory; give a file name, e.g. {target / 'out'}")
+    check_target(target, flag)  # a device or a FIFO would be replaced by the written file
     parent = target.parent if str(target.parent) else Path(".")
     probe = parent
     while not probe.exists():
@@ -147,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default=None, help="iLIDS-VID: comma-separated split numbers (default: all 10)")
     p.add_argument("--demo", action="store_true",
                    help="evaluate a generated SYNTHETIC tree in the released layout (cached; see --seed). About 500 MB "
-                        "of CSV (iLIDS-VID) or 350 MB (--dataset mars) and their parse cache on first use")
+                        "of CSV (iLIDS-VID) or 660 MB (--dataset mars) and their parse cache on first use")
     p.add_argument("--seed", type=int, default=0, help="seed of the --demo tree, >= 0 (default 0)")
-    p.add_argument("--demo_small", action="store_true", help="--demo with small dimensions (faster first run)")
+    p.add_argument("--demo_small", action="store_true", help="--demo with small dimensions: a few MB, a faster first run (implies --demo)")
     p.add_argument("--cache_dir", "--cache-dir", dest="cache_dir", default=None,
                    help=f"the project cache: parsed CSVs (embeddings/) and the demo trees (demo/) (default "
                         f"$GAFNET_CACHE_DIR or {cache_root()})")
@@ -221,8 +222,9 @@ def resolve_options(args: argparse.Namespace, data_path: Path) -> Options:
         paper = args.dataset == "ilids" and name in BACKBONES and fusion.kind == "concat"
         if value is None and grid is None and not paper:
             flag = "--weight" if fusion.kind == "score" else "--lambda_val"
-            why = "the paper gives no w for score fusion" if fusion.kind == "score" else \
-                f"{name!r} is not one of the paper's backbones, so there is no paper λ"
+            why = ("the paper gives no w for score fusion" if fusion.kind == "score" else
+                   "the paper gives no λ for MARS" if args.dataset == "mars" else
+                   f"{name!r} is not one of the paper's backbones, so there is no paper λ")
             raise InputError(f"{why}: pass {flag} (a number, or cv), or --sweep START:STOP:STEP")
     plot = check_output_path("--plot", args.plot or DEFAULT_PLOT) if args.sweep else None
     output = check_output_path("--output", args.output) if args.output else None
@@ -558,7 +560,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     cache_dir = cache_root(args.cache_dir)
     cache = ParseCache(cache_dir, enabled=not args.no_cache)
-    synthetic = bool(args.demo)
+    synthetic = bool(args.demo or args.demo_small)  # --demo_small alone means --demo with small dimensions
     if synthetic:
         if args.backbone == "all" and args.dataset == "mars":
             args.backbone = "mgh"

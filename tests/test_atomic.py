@@ -27,6 +27,53 @@ def test_a_file_appears_only_complete_and_a_failed_write_leaves_the_old_one(tmp_
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
 
+def special_files(tmp_path):
+    """A FIFO, a socket and (where mknod is allowed) a null device of our own: never replace them."""
+    import socket
+    import stat
+
+    os.mkfifo(tmp_path / "fifo")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "sock"))
+    found = {"fifo": "a FIFO", "sock": "a socket"}
+    try:
+        os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        found["null"] = "a device"
+    except OSError:
+        pass  # not root: FIFOs and sockets still show the rule
+    return found, server
+
+
+def test_a_device_fifo_or_socket_is_never_replaced(tmp_path):
+    found, server = special_files(tmp_path)
+    try:
+        before = {name: os.lstat(tmp_path / name) for name in found}
+        for name, kind in found.items():
+            with pytest.raises(InputError, match=f"it is {kind}, not a regular file; nothing was written"):
+                with atomic_path(tmp_path / name) as tmp:
+                    tmp.write_text("x")
+            after = os.lstat(tmp_path / name)
+            assert (after.st_mode, after.st_ino) == (before[name].st_mode, before[name].st_ino)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(found)  # no temporary left
+    finally:
+        server.close()
+
+
+def test_evaluate_refuses_a_device_or_fifo_output_before_any_work(tmp_path):
+    found, server = special_files(tmp_path)
+    try:
+        for name, kind in found.items():
+            r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--demo", "--demo_small", "--quiet",
+                                "--cache_dir", str(tmp_path / "cache"), "--output", str(tmp_path / name)],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 2 and r.stderr.strip() == (f"evaluate.py: error: --output {tmp_path / name}: it is "
+                                                              f"{kind}, not a regular file; nothing was written: give "
+                                                              "a file name"), r.stderr
+            assert not (tmp_path / "cache").exists()  # refused before the demo tree was made
+    finally:
+        server.close()
+
+
 def test_a_folder_appears_only_complete(tmp_path):
     target = tmp_path / "crops"
     with pytest.raises(KeyError):

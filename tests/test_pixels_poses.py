@@ -6,6 +6,8 @@ skip when it is not installed. The torchvision and yolo backends are tested with
 """
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -261,6 +263,11 @@ def test_dataset_bad_inputs_exit_2_naming_the_path(ilids_poses, tmp_path, capsys
     assert code == 2 and "bad.mat: not a readable MATLAB" in err and not out.exists()
     code, _, err = run_poses(capsys, "mars", seq, "--out", out)
     assert code == 2 and "mars layout" in err and not out.exists()
+    fifo = tmp_path / "fifo.csv"  # a FIFO (or a device such as /dev/full) must not be replaced by the CSV
+    os.mkfifo(fifo)
+    code, _, err = run_poses(capsys, "ilids-vid", seq, "--out", fifo)
+    assert code == 2 and f"--out {fifo}: it is a FIFO, not a regular file" in err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not (tmp_path / "fifo.report.json").exists()
     # a tracklet where no frame has a person: refused unless --allow_poseless
     blank = tmp_path / "blank" / "cam1" / "person001"
     blank.mkdir(parents=True)

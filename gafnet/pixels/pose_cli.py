@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_json
+from ..atomic import check_target, write_json
 from ..errors import InputError, cli_main
 from .datasets import POSE_FORMAT, ilids_splits, layout_name, read_dataset
 from .pose_backends import BACKENDS, build_pose_backend, estimate_tracklet_poses
@@ -77,6 +77,8 @@ def run_dataset(args, layout: str) -> dict:
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; for a dataset give the pose CSV file to write")
+    check_target(out, "--out")
+    check_target(_report_path(out), "--out")
     if args.splits and layout != "ilids-vid":
         raise InputError(f"--splits is for ilids-vid (its train_test_splits_ilidsvid.mat), not {layout}")
     if args.save_crops:
