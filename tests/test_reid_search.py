@@ -1,6 +1,7 @@
 """reid.py's gallery index and ranking, without pixels: chunked search = brute force (Eq. 4 and score fusion),
 exact ties, ranks, metrics; the index folder written, extended, read memory-mapped, and refused when damaged."""
 
+import itertools
 import json
 
 import numpy as np
@@ -18,8 +19,12 @@ MODELS = {"appearance": {"model": "colour", "weights_sha256": None, "config": {"
           "pose": {"backend": "mediapipe"}}
 
 
-def records(rng, n, app_dim=6, gait_dim=4, no_pose=(), pids=None, cams=None, thumb_bytes=5):
-    """A synthetic record set (thumbnails are opaque bytes here)."""
+VIDEOS = itertools.count()
+
+
+def records(rng, n, app_dim=6, gait_dim=4, no_pose=(), pids=None, cams=None, thumb_bytes=5, sources=None):
+    """A synthetic record set (thumbnails are opaque bytes here), from a video of its own unless ``sources``."""
+    video = next(VIDEOS)
     gait = rng.normal(size=(n, gait_dim)).astype(np.float32)
     has = np.ones(n, bool)
     has[list(no_pose)] = False
@@ -29,7 +34,7 @@ def records(rng, n, app_dim=6, gait_dim=4, no_pose=(), pids=None, cams=None, thu
             "gait_padded": np.zeros(n, bool), "frames": frames.astype(np.int32), "pose_frames": frames.astype(np.int32),
             "person_id": np.asarray(pids if pids is not None else np.full(n, -1), np.int64),
             "camera_id": np.asarray(cams if cams is not None else np.full(n, -1), np.int64),
-            "source": np.asarray([f"v.mp4#{i}" for i in range(n)]),
+            "source": np.asarray(sources if sources is not None else [f"v{video}.mp4#{i}" for i in range(n)]),
             "box_offsets": np.concatenate([[0], np.cumsum(frames)]).astype(np.int64),
             "boxes": rng.uniform(0, 100, (frames.sum(), 4)).astype(np.float32),
             "frame_numbers": np.arange(frames.sum(), dtype=np.int64),
@@ -150,6 +155,37 @@ def test_known_ids_are_evaluated_by_gafnet_metrics(tmp_path):
     ref = rank_queries(full, np.arange(6), pids, np.ones(6), np.full(12, 2), max_rank=12)
     np.testing.assert_array_equal(m.evaluation.first_match_rank, ref.first_match_rank)
     assert m.evaluation.mAP == pytest.approx(ref.mAP) and m.evaluation.cmc[0] == ref.cmc[0]
+
+
+def test_a_query_that_is_in_the_gallery_does_not_find_itself(tmp_path):
+    """Queries taken from the gallery (the same sources): each is left out of its own ranking, ranks and metrics,
+    which then equal those of the gallery without it, computed by brute force."""
+    rng = np.random.default_rng(6)
+    pids, cams = np.arange(10) % 5, np.full(10, -1)  # folders: persons known, cameras unknown
+    gallery, g = build_index(tmp_path, rng, sizes=(10,), pids=pids, cams=cams)
+    take = np.array([0, 3, 7])
+    q = {key: (value[take] if key in ("appearance", "gait", "has_pose", "gait_padded", "frames", "pose_frames",
+                                      "person_id", "camera_id", "source") else value) for key, value in g.items()}
+    m = search(q, gallery, top=9, fusion=FusionSpec("concat", 0.74), budget_bytes=1)
+    assert m.itself.tolist() == [1, 1, 1] and m.index.shape == (3, 9)
+    d_app, d_gait = brute_distances(q, g)
+    full = (d_app + 0.74 ** 2 * d_gait) / (1 + 0.74 ** 2)
+    first, ap = [], []
+    for i, j in enumerate(take):
+        others = np.delete(np.arange(10), j)
+        assert j not in m.index[i]
+        np.testing.assert_array_equal(m.index[i], others[np.argsort(full[i, others], kind="stable")])
+        app_rank = np.argsort(np.argsort(d_app[i, others], kind="stable"), kind="stable") + 1
+        np.testing.assert_array_equal(m.appearance_rank[i], app_rank[np.searchsorted(others, m.index[i])])
+        ref = rank_queries(full[i:i + 1, others], pids[[j]], pids[others], np.full(1, -1000), np.full(9, -2000),
+                           max_rank=9)
+        first.append(ref.first_match_rank[0])
+        ap.append(ref.average_precision[0])
+    assert sorted(m.evaluation.first_match_rank.tolist()) == sorted(first)
+    assert m.evaluation.mAP == pytest.approx(np.mean(ap)) and m.evaluation.mAP < 1.0
+    with pytest.raises(InputError, match="holds nothing but the queries themselves"):
+        one, g1 = build_index(tmp_path, rng, sizes=(1,), name="one")
+        search({**g1}, one, top=3)
 
 
 def test_search_refuses_bad_requests(tmp_path):

@@ -600,6 +600,9 @@ def run_search(args) -> dict:
     t = time.perf_counter()
     matches = search(q, gallery, args.top, fusion, use_gait=models.gait_on)
     timings["search"] = time.perf_counter() - t
+    if matches.itself is not None and matches.itself.any():
+        notes.append(f"{int((matches.itself > 0).sum())} of the {len(matches.itself)} queries are in the gallery "
+                     "too (the same source): each is left out of its own ranking and evaluation")
     results = results_json(q, gallery, matches, desc, fusion, models.gait_on, notes, command="search")
     results["gallery"] = str(args.gallery)
     try:
@@ -647,7 +650,8 @@ def results_json(q: dict, gallery, m, models: dict, fusion: FusionSpec, use_gait
                         "has_pose": bool(q["has_pose"][i]) if use_gait else None,
                         "gait_padded": bool(q["gait_padded"][i]) if use_gait else None,
                         "appearance_only": not (use_gait and bool(q["has_pose"][i])),
-                        "person_id": qp if qp >= 0 else None, "matches": matches})
+                        "person_id": qp if qp >= 0 else None,
+                        "itself_in_gallery": bool(m.itself is not None and m.itself[i] > 0), "matches": matches})
     ev = None
     if m.evaluation is not None:
         e = m.evaluation

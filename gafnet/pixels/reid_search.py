@@ -91,6 +91,7 @@ class Matches:
     gait_rank: np.ndarray | None
     appearance_only: np.ndarray
     evaluation: object | None = None  # gafnet.metrics.RankResult over the queries with a known match
+    itself: np.ndarray | None = None  # per query: how many gallery tracklets were the query itself (left out)
 
 
 def unit_rows(x) -> np.ndarray:
@@ -125,6 +126,17 @@ def ranks_of(row: np.ndarray, columns: np.ndarray, valid: np.ndarray | None = No
     return before.sum(axis=1) + 1
 
 
+def same_source(q_sources, g_sources) -> list[np.ndarray]:
+    """Per query, the gallery rows that ARE the query (the same source: video#track or folder, as stored): a
+    query searched against a gallery that holds it would otherwise find itself at distance 0."""
+    where: dict[str, list[int]] = {}
+    wanted = {str(x) for x in q_sources}
+    for j, source in enumerate(g_sources):
+        if source in wanted:
+            where.setdefault(str(source), []).append(j)
+    return [np.asarray(where.get(str(x), []), np.int64) for x in q_sources]
+
+
 def _metric_ids(q_pids, q_cams, g_pids, g_cams):
     """Camera ids for gafnet.metrics: an unknown camera never equals another (no pair is junk by accident)."""
     q_c = np.where(np.asarray(q_cams) < 0, -1000, q_cams).astype(np.int64)
@@ -149,16 +161,21 @@ def search(queries: dict, gallery, top: int, fusion: FusionSpec = FusionSpec(), 
     if queries["appearance"].shape[1] != gallery.app_dim:
         raise InputError(f"the queries' appearance embeddings have {queries['appearance'].shape[1]} dimensions, the "
                          f"gallery's {gallery.app_dim}")
-    k = min(top, num_g)
+    itself = same_source(queries["source"], gallery.column("source"))
+    k = min(top, num_g - max((len(e) for e in itself), default=0))
+    if k < 1:
+        raise InputError(f"the gallery {getattr(gallery, 'path', '')} holds nothing but the queries themselves")
     qa = unit_rows(queries["appearance"])
     qg = unit_rows(queries["gait"]) if use_gait else None
     q_has = np.asarray(queries["has_pose"], bool) if use_gait else np.zeros(len(qa), bool)
     g_has = np.asarray(gallery.column("has_pose"), bool) if use_gait else np.zeros(num_g, bool)
     q_pids, q_cams, g_pids, g_cams = _metric_ids(queries["person_id"], queries["camera_id"],
                                                  gallery.column("person_id"), gallery.column("camera_id"))
-    evaluable = np.zeros(len(q_pids), bool)  # queries with a match: same person, another camera
+    evaluable = np.zeros(len(q_pids), bool)  # queries with a match: same person, another camera, not itself
     for i in np.flatnonzero(q_pids >= 0):
-        evaluable[i] = bool(np.any((g_pids == q_pids[i]) & (g_cams != q_cams[i])))
+        match = (g_pids == q_pids[i]) & (g_cams != q_cams[i])
+        match[itself[i]] = False
+        evaluable[i] = bool(match.any())
     nq = len(qa)
     out = {name: np.zeros((nq, k), dtype) for name, dtype in (("index", np.int64), ("appearance", np.float64),
                                                               ("fused", np.float64), ("gait", np.float64),
@@ -188,20 +205,34 @@ def search(queries: dict, gallery, top: int, fusion: FusionSpec = FusionSpec(), 
             ranking = score_fused(app_shown, gait_shown, q_has[rows], g_has, fusion)
         for i in range(b):
             qi = rows.start + i
-            cols = smallest_k(ranking[i], k)
+            kept = None
+            if len(itself[qi]):  # the query itself is left out of its ranking, its ranks and its evaluation
+                kept = np.ones(num_g, bool)
+                kept[itself[qi]] = False
+            row = ranking[i] if kept is None else np.where(kept, ranking[i], np.inf)
+            cols = smallest_k(row, k)
             out["index"][qi] = cols
             out["fused"][qi] = ranking[i, cols]
             out["appearance"][qi] = app_shown[i, cols]
-            out["appearance_rank"][qi] = ranks_of(app_shown[i], cols)
+            out["appearance_rank"][qi] = ranks_of(app_shown[i], cols, kept)
             out["appearance_only"][qi] = ~both[i, cols]
             if use_gait:
                 pair = both[i, cols]
+                valid = g_has if kept is None else g_has & kept
                 out["gait"][qi] = np.where(pair, gait_shown[i, cols], np.nan)
-                out["gait_rank"][qi] = np.where(pair, ranks_of(gait_shown[i], cols, g_has) if q_has[qi] else -1, -1)
-        sel = np.flatnonzero(evaluable[rows])
-        if len(sel):
-            res = rank_queries(ranking[sel], q_pids[rows][sel], g_pids, q_cams[rows][sel], g_cams,
-                               max_rank=min(max_rank, num_g))
+                out["gait_rank"][qi] = np.where(pair, ranks_of(gait_shown[i], cols, valid) if q_has[qi] else -1, -1)
+        with_match = np.flatnonzero(evaluable[rows])
+        plain = [i for i in with_match if not len(itself[rows.start + i])]
+        groups = [(np.asarray(plain), None)] if plain else []  # one call for the usual queries
+        for i in with_match:
+            if len(itself[rows.start + i]):  # one call each, on the gallery without the query itself
+                keep = np.ones(num_g, bool)
+                keep[itself[rows.start + i]] = False
+                groups.append((np.asarray([i]), keep))
+        for part, keep in groups:
+            d, gp, gc = (ranking[part], g_pids, g_cams) if keep is None else (ranking[part][:, keep], g_pids[keep],
+                                                                             g_cams[keep])
+            res = rank_queries(d, q_pids[rows][part], gp, q_cams[rows][part], gc, max_rank=min(max_rank, len(gp)))
             first_rank.append(res.first_match_rank)
             avg_prec.append(res.average_precision)
     evaluation = None
@@ -210,7 +241,7 @@ def search(queries: dict, gallery, top: int, fusion: FusionSpec = FusionSpec(), 
     return Matches(index=out["index"], fused=out["fused"] if use_gait else None, appearance=out["appearance"],
                    gait=out["gait"] if use_gait else None, appearance_rank=out["appearance_rank"],
                    gait_rank=out["gait_rank"] if use_gait else None, appearance_only=out["appearance_only"],
-                   evaluation=evaluation)
+                   evaluation=evaluation, itself=np.asarray([len(e) for e in itself], np.int64))
 
 
 def score_fused(e_app: np.ndarray, e_gait: np.ndarray, q_has: np.ndarray, g_has: np.ndarray,
