@@ -83,6 +83,7 @@ def reference(data, tmp_path_factory):
         assert train_main(common(data, out, "one")) == 0
     two = torchrun(*common(data, out, "two"))
     assert two.returncode == 0, two.stderr[-3000:]
+    assert "Warning" not in two.stderr, two.stderr[-3000:]  # e.g. torch's FutureWarning for all_gather, per process
     return out, buffer.getvalue(), two.stdout
 
 
@@ -147,8 +148,9 @@ def test_bad_input_is_one_line_on_rank_0_and_every_process_exits_2(data, tmp_pat
                                               "among 2 processes; use a multiple of 2, e.g. 4 or 6"]
     assert stderr[1] == ""
     codes = dict(re.findall(r"rank\s*:\s*(\d+) \(local_rank.*\n\s*exitcode\s*:\s*(-?\d+) \(pid", r.stderr))
-    # torchrun's summary: rank 0 exits with 2; rank 1 too, unless rank 0 was quicker and torchrun stopped it (SIGTERM)
-    assert codes["0"] == "2" and codes["1"] in ("2", "-15"), r.stderr[-3000:]
+    # torchrun's summary: both exit with 2 once rank 0 has printed its line, or one of them is stopped by torchrun
+    # (SIGTERM) because the other was quicker
+    assert sorted(codes) == ["0", "1"] and set(codes.values()) <= {"2", "-15"} and "2" in codes.values(), r.stderr
     assert not (tmp_path / "bad").exists()
 
 

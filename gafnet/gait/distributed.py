@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,9 +68,10 @@ class Dist:
 
     # -- agreement and teardown -------------------------------------------------------------------------------
 
-    def agree(self, error: str | None) -> None:
-        """Every process reports whether it failed; if any did, rank 0 raises the first failure as an InputError
-        (one line) and the others exit with status 2 without printing. A no-op for one process."""
+    def agree(self, error: str | None, prog: str = "train.py") -> None:
+        """Every process reports whether it failed; if any did, rank 0 prints the first failure as one line and
+        every process exits with status 2, only once that line is out (torchrun stops the others as soon as one
+        process exits). One process: the failure is raised as an InputError."""
         if not self.enabled:
             if error is not None:
                 raise InputError(error)
@@ -81,7 +83,9 @@ class Dist:
             return
         if self.is_main:
             rank, message = failed[0]
-            raise InputError(message if rank == 0 else f"process {rank}: {message}")
+            print(f"{prog}: error: " + (message if rank == 0 else f"process {rank}: {message}"), file=sys.stderr,
+                  flush=True)
+        torch.distributed.barrier(group=self.group)
         raise SystemExit(EXIT_BAD_INPUT)
 
     def close(self) -> None:
@@ -164,6 +168,11 @@ def start(device_name: str = "auto", backend: str = "auto", timeout_minutes: flo
         return Dist(device=choose_device(device_name))
     if not torch.distributed.is_available():
         raise InputError("this torch build has no torch.distributed; run train.py without torchrun")
+    # torch 2.14 deprecates torch.distributed.nn.functional.all_gather (the gather with gradients that the
+    # losses and the global BatchNorm use, as the DDP issue asks) in favour of a private module; it still works,
+    # so every process does not print the warning
+    warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
+                            category=FutureWarning)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
