@@ -27,6 +27,11 @@ def user_errors(prog: str):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # the reader of our output went away (``| head``): stop quietly, as a shell tool does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at the final flush
+        raise SystemExit(141) from None  # 128 + SIGPIPE
 
 
 def cli_main(prog: str, parser, run, argv=None, keep_freed_memory: bool = False) -> int:

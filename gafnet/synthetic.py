@@ -195,7 +195,7 @@ def demo_tree(cache_dir: str | Path, seed: int = 0, small: bool = False, dataset
     except OSError as exc:
         raise InputError(f"cannot create the demo tree in {final.parent}: {exc.strerror or exc}; free some space "
                          "or pass --cache_dir DIR") from None
-    size = ("about 350 MB" if dataset == "mars" else "about 500 MB") if not small else "a few MB"
+    size = ("about 660 MB" if dataset == "mars" else "about 500 MB") if not small else "a few MB"
     progress = None
     if not quiet:
         from tqdm import tqdm

@@ -342,6 +342,23 @@ def test_mars_demo_runs_with_both_protocols(tmp_path, protocol):
     res = json.loads(out.read_text())
     assert res["protocol"] == protocol and res["dataset"] == "mars" and res["synthetic"] is True
     assert res["backbones"]["mgh"]["splits"][0]["num_queries"] == 1980
+    if protocol == "torchreid":  # mgh is one of the paper's backbones: the missing λ is MARS's
+        one_error_line(run("--demo_small", "--dataset", "mars", "--cache_dir", str(tmp_path / "c")),
+                       "the paper gives no λ for MARS")
+
+
+def test_demo_small_alone_runs_the_demo_and_a_closed_pipe_ends_quietly(tmp_path):
+    r = run("--demo_small", "--splits", "0", "--quiet", "--cache_dir", str(tmp_path / "c"))
+    assert r.returncode == 0 and "SYNTHETIC" in r.stdout, r.stderr
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, as after `| head -0`
+    try:
+        closed = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--demo_small", "--splits", "0",
+                                 "--cache_dir", str(tmp_path / "c")], stdout=write_end, stderr=subprocess.PIPE,
+                                timeout=120)
+    finally:
+        os.close(write_end)
+    assert closed.returncode == 141 and closed.stderr == b"", closed.stderr.decode()[-2000:]
 
 
 def test_constant_gait_features_are_reported_as_collapsed(tree, tmp_path, cache):
