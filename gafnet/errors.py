@@ -34,6 +34,16 @@ def user_errors(prog: str):
         raise SystemExit(141) from None  # 128 + SIGPIPE
 
 
+def script_main(prog: str, module: str) -> int:
+    """What a thin script runs: import ``module`` (torch takes seconds to import: Ctrl-C then too is one line
+    and exit 130) and call its ``main()``."""
+    import importlib
+
+    with user_errors(prog):
+        main = importlib.import_module(module).main
+    return main()
+
+
 def cli_main(prog: str, parser, run, argv=None, keep_freed_memory: bool = False) -> int:
     """Parse ``argv`` with ``parser`` and call ``run(args)``; bad input ends as one line and exit status 2.
 

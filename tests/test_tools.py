@@ -60,3 +60,26 @@ def test_end_to_end_refuses_a_directory_it_did_not_make(tmp_path):
     assert r.returncode != 0 and "not a run of this tool; nothing was deleted" in r.stderr
     assert "Traceback" not in r.stderr
     assert (work / "thesis.tex").read_text() == "precious" and sorted(p.name for p in work.iterdir()) == ["thesis.tex"]
+
+
+SCRIPTS = {"evaluate.py": "evaluate.py", "gaitgraph/src/train.py": "train.py", "gaitgraph/src/evaluate.py": "evaluate.py",
+           "reid.py": "reid.py", "tools/extract_poses.py": "extract_poses.py",
+           "tools/extract_appearance.py": "extract_appearance.py"}
+
+
+def test_ctrl_c_while_a_script_still_imports_is_one_line_and_130(tmp_path):
+    """torch takes seconds to import: the thin scripts import their command inside the Ctrl-C handling."""
+    import signal
+
+    for script, prog in SCRIPTS.items():  # every thin script goes through gafnet.errors.script_main
+        assert f'script_main("{prog}", ' in (ROOT / script).read_text(), script
+    (tmp_path / "slow_module.py").write_text("import sys, time\nprint('importing', flush=True)\ntime.sleep(60)\n"
+                                             "def main():\n    return 0\n")
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(tmp_path)!r}]\n"
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from gafnet.errors import script_main\nsys.exit(script_main('train.py', 'slow_module'))\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "importing\n"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and err == "train.py: interrupted\n", err

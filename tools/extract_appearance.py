@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gafnet.pixels.appearance_cli import main  # noqa: E402
+from gafnet.errors import script_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main("extract_appearance.py", "gafnet.pixels.appearance_cli"))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gafnet.gait.evaluate_cli import main  # noqa: E402
+from gafnet.errors import script_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main("evaluate.py", "gafnet.gait.evaluate_cli"))
