@@ -66,6 +66,20 @@ def test_safe_loader_reads_model_zoo_checkpoints_and_drops_the_classifier(small_
             assert torch.equal(value, state[key]), key
 
 
+def test_model_zoo_checkpoints_load_with_the_torch_2_4_api(small_model_weights, monkeypatch):
+    """torch 2.4 has add_safe_globals but no safe_globals (requirements.txt allows torch >= 2.4)."""
+    path, state = small_model_weights
+    saved = torch.serialization.get_safe_globals()
+    clear, add = torch.serialization.clear_safe_globals, torch.serialization.add_safe_globals
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    try:
+        loaded = appearance.read_torchreid_state(path)
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    finally:
+        clear()  # add_safe_globals is process-wide: undo it
+        add(saved)
+
+
 def test_weights_of_another_architecture_are_refused_where_torchreid_says_successfully_loaded(small_model_weights):
     from torchreid.reid.utils import load_pretrained_weights
 

@@ -223,20 +223,25 @@ def save_checkpoint(path, **fields) -> Path:
 # Load
 
 
-def _load_bytes(data: bytes, map_location):
-    """torch.load(weights_only=True) of ``data`` with argparse.Namespace allow-listed (the original's ``opt``).
+def load_weights_only(file, map_location="cpu", allowed=(argparse.Namespace,)):
+    """torch.load(file, weights_only=True) with the classes ``allowed`` allow-listed (here: the original
+    GaitGraph's ``opt``, an argparse.Namespace; torchreid's numpy scalars in gafnet.pixels.appearance).
 
     torch ≥ 2.5 scopes the allow-list (``safe_globals``); torch 2.4 has only the process-wide
-    ``add_safe_globals`` (Namespace is harmless: attribute values are still restricted to plain types); older
-    torch cannot allow-list anything, so the original format is refused there with a message (ours loads).
+    ``add_safe_globals`` (harmless classes only: attribute values are still restricted to plain types); older
+    torch cannot allow-list anything, so files that need it are refused there (plain state dicts load).
     """
     serialization = torch.serialization
     if hasattr(serialization, "safe_globals"):
-        with serialization.safe_globals([argparse.Namespace]):
-            return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        with serialization.safe_globals(list(allowed)):
+            return torch.load(file, map_location=map_location, weights_only=True)
     if hasattr(serialization, "add_safe_globals"):
-        serialization.add_safe_globals([argparse.Namespace])
-    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        serialization.add_safe_globals(list(allowed))
+    return torch.load(file, map_location=map_location, weights_only=True)
+
+
+def _load_bytes(data: bytes, map_location):
+    return load_weights_only(io.BytesIO(data), map_location)
 
 
 def _read(path: Path, map_location):

@@ -67,11 +67,11 @@ def read_torchreid_state(path) -> dict:
     import torch
 
     from ..cache import check_regular_file
+    from ..gait.checkpoint import load_weights_only
 
     path = check_regular_file(path, "--weights")
     try:
-        with torch.serialization.safe_globals(_allowed_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path, "cpu", _allowed_globals())
     except Exception as exc:
         text = str(exc).strip()
         hint = ""
