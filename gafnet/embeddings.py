@@ -357,7 +357,14 @@ def write_embedding_pair(out_dir: str | Path, split: int | None, query, gallery,
     write_json(out_dir / m_name, manifest)  # a reader seeing only this knows the pair is not finished
     files = {}
     for name, (features, pids, camids) in ((q_name, query), (g_name, gallery)):
-        write_embedding_csv(out_dir / name, features, pids, camids, index_column=index_column, header=header)
+        try:
+            write_embedding_csv(out_dir / name, features, pids, camids, index_column=index_column, header=header)
+        except InputError as exc:
+            if not files:
+                raise
+            reason = str(exc).replace("; nothing was written", f"; {name} was not written")
+            raise InputError(f"{reason}; {q_name} was, so the pair in {out_dir} is incomplete (its manifest says "
+                             f"so and evaluate.py refuses it): run the command again") from None
         files[name] = {"sha256": hashlib.sha256((out_dir / name).read_bytes()).hexdigest(),
                        "rows": int(np.asarray(features).shape[0]), "dim": int(np.asarray(features).shape[1])}
     write_json(out_dir / m_name, {**manifest, "complete": True, "files": files})

@@ -375,6 +375,7 @@ def test_a_failed_write_is_one_line_and_the_pair_stays_marked_unfinished(tiny_ch
                       "--quiet", "--device", "cpu"])
     err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning:")]
     assert info.value.code == 2 and len(err) == 1 and "No space left on device" in err[0], err
+    assert "nothing was written" not in err[0] and "query_split0.csv was, so the pair in" in err[0], err[0]
     assert json.loads((tmp_path / "manifest_split0.json").read_text())["complete"] is False
     assert not (tmp_path / "gallery_split0.csv").exists() and not list(tmp_path.glob(".*.tmp"))
 
