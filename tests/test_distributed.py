@@ -10,7 +10,6 @@ every epoch has one sample: the second process's share is empty.
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path

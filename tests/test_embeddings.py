@@ -1,7 +1,6 @@
 """Reading the embedding CSVs: by header, every bad input gives one clear error, the cache is invalidated."""
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
