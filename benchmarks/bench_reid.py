@@ -84,7 +84,8 @@ def queries(n: int, app_dim: int, gait_dim: int) -> dict:
     rng = np.random.default_rng(1)
     return {"appearance": rng.normal(size=(n, app_dim)).astype(np.float32),
             "gait": rng.normal(size=(n, gait_dim)).astype(np.float32), "has_pose": np.ones(n, bool),
-            "person_id": np.full(n, -1, np.int64), "camera_id": np.full(n, 1, np.int64)}
+            "person_id": np.full(n, -1, np.int64), "camera_id": np.full(n, 1, np.int64),
+            "source": np.asarray([f"query.mp4#{i + 1}" for i in range(n)])}  # compared with the gallery's sources
 
 
 def child(args) -> None:

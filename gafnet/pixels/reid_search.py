@@ -161,7 +161,9 @@ def search(queries: dict, gallery, top: int, fusion: FusionSpec = FusionSpec(), 
     if queries["appearance"].shape[1] != gallery.app_dim:
         raise InputError(f"the queries' appearance embeddings have {queries['appearance'].shape[1]} dimensions, the "
                          f"gallery's {gallery.app_dim}")
-    itself = same_source(queries["source"], gallery.column("source"))
+    nq = len(queries["appearance"])
+    itself = (same_source(queries["source"], gallery.column("source")) if "source" in queries  # (benchmarks: none)
+              else [np.zeros(0, np.int64)] * nq)
     k = min(top, num_g - max((len(e) for e in itself), default=0))
     if k < 1:
         raise InputError(f"the gallery {getattr(gallery, 'path', '')} holds nothing but the queries themselves")
@@ -176,7 +178,6 @@ def search(queries: dict, gallery, top: int, fusion: FusionSpec = FusionSpec(), 
         match = (g_pids == q_pids[i]) & (g_cams != q_cams[i])
         match[itself[i]] = False
         evaluable[i] = bool(match.any())
-    nq = len(qa)
     out = {name: np.zeros((nq, k), dtype) for name, dtype in (("index", np.int64), ("appearance", np.float64),
                                                               ("fused", np.float64), ("gait", np.float64),
                                                               ("appearance_rank", np.int64), ("gait_rank", np.int64),
