@@ -162,6 +162,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
             pass
 
 
+def stage_dir(path: str | os.PathLike) -> Path:
+    """A new, empty staging folder next to ``path`` (named with :func:`temp_prefix`, so one left by a killed process
+    is removed by the next write there), for outputs filled step by step and renamed onto ``path`` at the end."""
+    path = Path(path)
+    remove_stale_temporaries(path.parent)
+    stage = path.parent / (temp_prefix(path.name) + "dir.tmp")
+    try:
+        stage.mkdir()
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+    return stage
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, kept: str = "nothing was written there") -> Iterator[Path]:
     """Yield a new temporary directory next to ``path``; on success it is renamed to ``path`` (which must not exist).

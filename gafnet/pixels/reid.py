@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import remove_stale_temporaries, temp_prefix, write_json
+from ..atomic import stage_dir, write_json
 from ..errors import InputError, cli_main
 from .reid_index import (
     GalleryIndex,
@@ -523,12 +523,7 @@ class OutputFolder:
     def file(self, name: str) -> Path:
         """Where output ``name`` is written (a folder of an earlier run under that name is removed first)."""
         if self.stage is None:
-            remove_stale_temporaries(self.path.parent)
-            self.stage = self.path.parent / (temp_prefix(self.path.name) + "dir.tmp")
-            try:
-                self.stage.mkdir()
-            except OSError as exc:
-                raise InputError(f"cannot write {self.path}: {exc.strerror or exc}; nothing was written") from None
+            self.stage = stage_dir(self.path)
         target = self.stage / name
         if name in self.previous and target.is_dir():
             shutil.rmtree(target)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, remove_stale_temporaries, temp_prefix, write_json
+from ..atomic import atomic_dir, stage_dir, write_json
 from ..errors import InputError
 
 INDEX_FORMAT = "gafnet-reid-index"
@@ -437,12 +437,7 @@ class IndexWriter:
         if self.existing is not None or self.path.is_dir():  # an index, or an empty folder given as --out
             return self.path
         if self._new_root is None:
-            remove_stale_temporaries(self.path.parent)
-            self._new_root = self.path.parent / (temp_prefix(self.path.name) + "dir.tmp")
-            try:
-                self._new_root.mkdir()
-            except OSError as exc:
-                raise InputError(f"cannot write {self.path}: {exc.strerror or exc}; nothing was written") from None
+            self._new_root = stage_dir(self.path)
         return self._new_root
 
     def _publish(self) -> None:
